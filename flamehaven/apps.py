@@ -1,0 +1,9 @@
+import structlog
+from django.apps import AppConfig
+
+log = structlog.get_logger(__name__)
+
+
+class FlamehavenConfig(AppConfig):
+    name = "flamehaven"
+    verbose_name = "Flamehaven FileSearch"

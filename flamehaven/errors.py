@@ -1,0 +1,197 @@
+"""The API's one error shape, its exceptions, and the handlers that produce it.
+
+Every error answer, from a DRF validation error to an unhandled exception on a
+non-API route, is::
+
+    {"error": CODE, "message": str, "status_code": int, "details": {...},
+     "request_id": str, "timestamp": ISO-8601}
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from flamehaven.request_id import current_request_id
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(drf.APIException):
+    """An error with a stable code; services raise these, the handler shapes them."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "BAD_REQUEST"
+    default_message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, details: dict | None = None):
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(detail=self.message, code=self.code)
+
+
+def _error(name: str, status_code: int, code: str, message: str) -> type[ApiError]:
+    return type(
+        name,
+        (ApiError,),
+        {"status_code": status_code, "code": code, "default_message": message},
+    )
+
+
+ValidationFailed = _error("ValidationFailed", 400, "VALIDATION_ERROR", "Invalid input.")
+InvalidFilename = _error(
+    "InvalidFilename", 400, "INVALID_FILENAME", "Invalid file name."
+)
+EmptyFile = _error("EmptyFile", 400, "EMPTY_FILE", "The file is empty.")
+TooManyFiles = _error("TooManyFiles", 400, "TOO_MANY_FILES", "Too many files.")
+EmptyQuery = _error("EmptyQuery", 400, "EMPTY_QUERY", "The query is empty.")
+FileSizeExceeded = _error(
+    "FileSizeExceeded", 413, "FILE_SIZE_EXCEEDED", "The file is too large."
+)
+RequestTooLarge = _error(
+    "RequestTooLarge", 413, "REQUEST_TOO_LARGE", "The request is too large."
+)
+UnsupportedFileType = _error(
+    "UnsupportedFileType", 415, "UNSUPPORTED_FILE_TYPE", "Unsupported file type."
+)
+UnsafeFile = _error("UnsafeFile", 422, "UNSAFE_FILE", "The file is unsafe.")
+AnswerRejected = _error(
+    "AnswerRejected", 422, "ANSWER_REJECTED", "The answer failed the answer checks."
+)
+StoreNotFound = _error("StoreNotFound", 404, "STORE_NOT_FOUND", "Store not found.")
+DocumentNotFound = _error(
+    "DocumentNotFound", 404, "DOCUMENT_NOT_FOUND", "Document not found."
+)
+StoreExists = _error("StoreExists", 409, "STORE_EXISTS", "The store already exists.")
+UpstreamUnavailable = _error(
+    "UpstreamUnavailable",
+    503,
+    "UPSTREAM_UNAVAILABLE",
+    "The search backend is unavailable.",
+)
+UpstreamError = _error(
+    "UpstreamError", 502, "UPSTREAM_ERROR", "The search backend answered with an error."
+)
+
+# DRF's own exceptions, by class, to our code. Order matters: subclasses first.
+_DRF_CODES: list[tuple[type[Exception], str]] = [
+    (drf.NotAuthenticated, "AUTHENTICATION_REQUIRED"),
+    (drf.AuthenticationFailed, "AUTHENTICATION_REQUIRED"),
+    (drf.PermissionDenied, "PERMISSION_DENIED"),
+    (drf.NotFound, "NOT_FOUND"),
+    (drf.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
+    (drf.NotAcceptable, "NOT_ACCEPTABLE"),
+    (drf.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
+    (drf.ParseError, "MALFORMED_REQUEST"),
+    (drf.Throttled, "RATE_LIMIT_EXCEEDED"),
+    (drf.ValidationError, "VALIDATION_ERROR"),
+]
+
+
+def error_body(
+    *, code: str, message: str, status_code: int, details: dict | None = None
+) -> dict[str, Any]:
+    return {
+        "error": code,
+        "message": message,
+        "status_code": status_code,
+        "details": details or {},
+        "request_id": current_request_id(),
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _message_of(detail: Any) -> str:
+    if isinstance(detail, str):
+        return detail
+    return "Invalid input."
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF exception handler: every exception becomes the error shape."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    elif isinstance(exc, TooManyFilesSent):
+        exc = TooManyFiles(
+            f"At most {settings.MAX_FILES_PER_REQUEST} files per request.",
+            details={"max_files": settings.MAX_FILES_PER_REQUEST},
+        )
+    elif isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
+        exc = RequestTooLarge(str(exc))
+    elif isinstance(exc, SuspiciousOperation):
+        exc = ApiError("The request was malformed.")
+
+    if isinstance(exc, ApiError):
+        status_code, code, message, details = (
+            exc.status_code,
+            exc.code,
+            exc.message,
+            exc.details,
+        )
+    elif isinstance(exc, drf.APIException):
+        status_code = exc.status_code
+        code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "API_ERROR")
+        if isinstance(exc, drf.ValidationError):
+            details = (
+                exc.detail
+                if isinstance(exc.detail, dict)
+                else {"non_field_errors": exc.detail}
+            )
+            message = "Invalid input."
+        else:
+            details = {}
+            message = _message_of(exc.detail)
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+    else:
+        log.exception("unhandled_exception", view=type(context.get("view")).__name__)
+        status_code = 500
+        code = "INTERNAL_ERROR"
+        message = "An internal error occurred."
+        details = {}
+
+    set_rollback()
+    return Response(
+        error_body(
+            code=code, message=message, status_code=status_code, details=details
+        ),
+        status=status_code,
+        headers=headers,
+    )
+
+
+def _django_error(status_code: int, code: str, message: str):
+    def view(request, exception=None, *args, **kwargs):
+        return JsonResponse(
+            error_body(code=code, message=message, status_code=status_code),
+            status=status_code,
+        )
+
+    view.__name__ = f"handler{status_code}"
+    return view
+
+
+handler400 = _django_error(400, "BAD_REQUEST", "Bad request.")
+handler403 = _django_error(403, "PERMISSION_DENIED", "Permission denied.")
+handler404 = _django_error(404, "NOT_FOUND", "Not found.")
+handler500 = _django_error(500, "INTERNAL_ERROR", "An internal error occurred.")

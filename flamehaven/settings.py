@@ -1,0 +1,311 @@
+"""One settings module, read from the environment.
+
+Every setting is read once, typed, with its default next to it; the defaults run the
+embedded system (SQLite, locmem cache, local search, tasks run in-process) with
+nothing configured. `.env.example` lists them all for people.
+"""
+
+import warnings
+from pathlib import Path
+
+import environ
+
+from flamehaven import __version__
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env file next to manage.py is read when present; the real environment wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VERSION = __version__
+SERVICE_NAME = "flamehaven-filesearch"
+
+ENVIRONMENT = env.str("ENVIRONMENT", default="development")
+IS_PRODUCTION = ENVIRONMENT == "production"
+DEBUG = env.bool("DEBUG", default=False)
+
+_INSECURE_KEY = "django-insecure-development-key-change-me"
+SECRET_KEY = env.str("SECRET_KEY", default=_INSECURE_KEY)
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"],
+)
+
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_tasks",
+    "flamehaven.apps.FlamehavenConfig",
+    "accounts",
+    "stores",
+    "search",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "flamehaven.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "flamehaven.middleware.SecurityHeadersMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "flamehaven.middleware.AccessLogMiddleware",
+]
+
+ROOT_URLCONF = "flamehaven.urls"
+WSGI_APPLICATION = "flamehaven.wsgi.application"
+# Paths are registered exactly as documented; never redirect (a redirected POST
+# loses its body).
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------
+# SQLite by default, in WAL mode with a busy timeout so concurrent uploads and
+# searches wait for each other instead of failing with "database is locked".
+# IMMEDIATE transactions take the write lock up front, which is what makes the
+# busy timeout apply to writers (a DEFERRED transaction upgrading to a writer
+# fails at once).
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'flamehaven.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT_SEC", default=20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL;"
+                "PRAGMA synchronous=NORMAL;"
+                "PRAGMA foreign_keys=ON"
+            ),
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ----------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+SEARCH_CACHE_TTL = env.int("SEARCH_CACHE_TTL", default=3600)
+SEARCH_CACHE_MAX_ENTRIES = env.int("SEARCH_CACHE_MAX_ENTRIES", default=1000)
+if REDIS_URL:
+    _redis = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+    CACHES = {
+        "default": {**_redis, "KEY_PREFIX": "fh"},
+        "search": {**_redis, "KEY_PREFIX": "fh-search", "TIMEOUT": SEARCH_CACHE_TTL},
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "default",
+        },
+        "search": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "search",
+            "TIMEOUT": SEARCH_CACHE_TTL,
+            "OPTIONS": {"MAX_ENTRIES": SEARCH_CACHE_MAX_ENTRIES},
+        },
+    }
+
+# --- Background tasks -----------------------------------------------------------
+# "immediate" runs ingestion in-process, so one process is a complete system.
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="immediate")
+TASKS = {
+    "default": {
+        "BACKEND": {
+            "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+            "dummy": "django_tasks.backends.dummy.DummyBackend",
+        }[TASKS_BACKEND]
+    }
+}
+
+# --- Auth, sessions, security ---------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/api-auth/login/"
+LOGIN_REDIRECT_URL = "/api/stores/"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=IS_PRODUCTION)
+# Probes and scrapers talk plain HTTP inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^prometheus$"]
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=31536000 if IS_PRODUCTION else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = IS_PRODUCTION
+SECURE_HSTS_PRELOAD = False
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+TRUSTED_PROXIES = env.str("TRUSTED_PROXIES", default="")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+
+# --- Uploads --------------------------------------------------------------------
+MAX_FILE_SIZE_MB = env.int("MAX_FILE_SIZE_MB", default=50)
+MAX_FILE_SIZE_BYTES = MAX_FILE_SIZE_MB * 1024 * 1024
+MAX_FILES_PER_REQUEST = env.int("MAX_FILES_PER_REQUEST", default=20)
+# Uploads always stream to temporary files; a handler enforces the size limit
+# while streaming, so an oversized file is refused without being read whole.
+FILE_UPLOAD_HANDLERS = ["stores.uploads.SizeLimitedUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+FILE_UPLOAD_PERMISSIONS = 0o640
+# One more than the limit reaches the service, which answers TOO_MANY_FILES with
+# details; far more is cut off by the parser (also TOO_MANY_FILES).
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_REQUEST + 1
+MAX_PDF_PAGES = env.int("MAX_PDF_PAGES", default=2000)
+CHUNK_SIZE = env.int("CHUNK_SIZE", default=1000)
+CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=150)
+
+# --- Search and Gemini ----------------------------------------------------------
+GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="") or env.str(
+    "GOOGLE_API_KEY", default=""
+)
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="")
+DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="gemini-2.5-flash")
+UPLOAD_TIMEOUT_SEC = env.int("UPLOAD_TIMEOUT_SEC", default=60)
+MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=1024)
+TEMPERATURE = env.float("TEMPERATURE", default=0.5)
+MAX_SOURCES = env.int("MAX_SOURCES", default=5)
+MAX_QUERY_LENGTH = 1000
+ANSWER_MIN_LENGTH = env.int("ANSWER_MIN_LENGTH", default=10)
+ANSWER_MAX_LENGTH = env.int("ANSWER_MAX_LENGTH", default=4096)
+BANNED_TERMS = env.list("BANNED_TERMS", default=[])
+
+# --- Monitoring -----------------------------------------------------------------
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_CIDRS = env.list(
+    "METRICS_ALLOWED_CIDRS", default=["127.0.0.1/32", "::1/128"]
+)
+
+# --- Storage and static files ---------------------------------------------------
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if IS_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Under runserver and in tests WhiteNoise serves from the finders, so the docs
+# work without collectstatic; in production it serves STATIC_ROOT.
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
+if WHITENOISE_USE_FINDERS:
+    # Without collectstatic there is no STATIC_ROOT yet; the finders cover it.
+    warnings.filterwarnings("ignore", message="No directory at: ")
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- REST framework and OpenAPI -------------------------------------------------
+REST_FRAMEWORK = {
+    # The API-key class comes first so that a request without credentials gets
+    # 401 with a WWW-Authenticate header, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScope"],
+    "DEFAULT_PAGINATION_CLASS": "flamehaven.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "flamehaven.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "flamehaven.schema.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Flamehaven FileSearch API",
+    "DESCRIPTION": (
+        "Put documents into named stores and ask questions of them; answers come "
+        "with citations. Authenticate with `Authorization: Api-Key <key>`."
+    ),
+    "VERSION": __version__,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "stores.models.Document.Status",
+    },
+}
+
+# --- Logging --------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING_CONFIG = None  # flamehaven.logging configures stdlib logging and structlog
+
+from flamehaven.logging import configure_logging  # noqa: E402
+
+configure_logging(json_logs=IS_PRODUCTION, level=LOG_LEVEL)

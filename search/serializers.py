@@ -1,0 +1,65 @@
+from django.conf import settings
+from django.core.validators import ProhibitNullCharactersValidator
+from rest_framework import serializers
+
+from search.services import MODES
+
+
+class QueryField(serializers.CharField):
+    """A question as typed: control characters (NUL too) are the service's to strip."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
+        self.validators = [
+            v
+            for v in self.validators
+            if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    # Blank and over-long queries are judged by the service (EMPTY_QUERY and
+    # VALIDATION_ERROR), so the API, the admin page and the GET form agree.
+    query = QueryField()
+    store_name = serializers.CharField(default="default", max_length=63)
+    mode = serializers.ChoiceField(choices=MODES, default="auto")
+    model = serializers.CharField(required=False, max_length=100)
+    max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=65536)
+    temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
+    top_k = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        help_text=f"At most MAX_SOURCES ({settings.MAX_SOURCES}) sources are returned.",
+    )
+
+
+class SearchQuerySerializer(serializers.Serializer):
+    """The simple form: ``GET /api/search?q=...&store=...``."""
+
+    q = QueryField()
+    store = serializers.CharField(default="default", max_length=63)
+    mode = serializers.ChoiceField(choices=MODES, default="auto")
+    top_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class SourceSerializer(serializers.Serializer):
+    title = serializers.CharField()
+    uri = serializers.CharField()
+    document_id = serializers.IntegerField(allow_null=True)
+    snippet = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    answer = serializers.CharField()
+    sources = SourceSerializer(many=True)
+    model = serializers.CharField()
+    query = serializers.CharField()
+    store = serializers.CharField()
+    backend = serializers.ChoiceField(choices=["gemini", "local"])
+    cached = serializers.BooleanField()
+    fallback = serializers.BooleanField()
+    took_ms = serializers.FloatField()
+    request_id = serializers.CharField()

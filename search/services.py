@@ -1,0 +1,122 @@
+"""The search service: clean query -> cache -> backend -> cache -> response payload."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+from django.conf import settings
+
+from flamehaven.errors import EmptyQuery, ValidationFailed
+from flamehaven.request_id import current_request_id
+from search import cache
+from stores.backends import SearchOptions, get_backend, local_backend
+from stores.models import Store
+from stores.services import gemini_configured, store_get
+
+log = structlog.get_logger(__name__)
+
+MODES = ("auto", "gemini", "local")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    query: str
+    store_name: str = "default"
+    mode: str = "auto"
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+
+
+def clean_query(query: str) -> str:
+    """Control characters become spaces; whitespace collapses; bounds are checked."""
+    query = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in query or ""
+    )
+    query = " ".join(query.split())
+    if not query:
+        raise EmptyQuery("The query is empty.", details={"query": ["Ask a question."]})
+    if len(query) > settings.MAX_QUERY_LENGTH:
+        raise ValidationFailed(
+            f"The query may be at most {settings.MAX_QUERY_LENGTH} characters.",
+            details={
+                "query": [
+                    f"Ensure this field has no more than {settings.MAX_QUERY_LENGTH} "
+                    "characters."
+                ]
+            },
+        )
+    return query
+
+
+def _backend_for(store: Store, mode: str):
+    if mode == "local":
+        return local_backend()
+    if mode == "gemini" and not gemini_configured():
+        raise ValidationFailed(
+            "mode=gemini needs Gemini configured on this server.",
+            details={"mode": ["Gemini is not configured (GEMINI_API_KEY)."]},
+        )
+    return get_backend(store)
+
+
+def search(params: SearchParams) -> dict[str, Any]:
+    started = time.perf_counter()
+    query = clean_query(params.query)
+    if params.mode not in MODES:
+        raise ValidationFailed(details={"mode": [f"Choose one of {', '.join(MODES)}."]})
+    store = store_get(name=params.store_name)
+    backend = _backend_for(store, params.mode)
+    options = SearchOptions(
+        top_k=max(1, min(params.top_k or settings.MAX_SOURCES, settings.MAX_SOURCES)),
+        model=params.model or settings.DEFAULT_MODEL,
+        max_tokens=params.max_tokens or settings.MAX_OUTPUT_TOKENS,
+        temperature=(
+            settings.TEMPERATURE if params.temperature is None else params.temperature
+        ),
+    )
+    key = cache.search_cache_key(
+        store_uid=str(store.uid),
+        revision=store.revision,
+        query=query,
+        mode=params.mode,
+        model=options.model,
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        top_k=options.top_k,
+    )
+    payload = cache.cache_get(key)
+    cached = payload is not None
+    if not cached:
+        answer = backend.search(store, query, options)
+        payload = {
+            "status": "success",
+            "answer": answer.text,
+            "sources": [asdict(source) for source in answer.sources],
+            "model": answer.model,
+            "query": query,
+            "store": store.name,
+            "backend": backend.name,
+            "fallback": False,
+        }
+        cache.cache_set(key, payload)
+    took_ms = round((time.perf_counter() - started) * 1000, 2)
+    log.info(
+        "search",
+        store=store.name,
+        backend=payload["backend"],
+        cached=cached,
+        sources=len(payload["sources"]),
+        took_ms=took_ms,
+    )
+    return {
+        **payload,
+        "cached": cached,
+        "took_ms": took_ms,
+        "request_id": current_request_id(),
+    }

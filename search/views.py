@@ -1,0 +1,45 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from search.serializers import (
+    SearchQuerySerializer,
+    SearchRequestSerializer,
+    SearchResponseSerializer,
+)
+from search.services import SearchParams, search
+
+
+class SearchView(APIView):
+    """Ask a question of a store; the answer comes with its sources."""
+
+    # POST only carries a longer question: searching is a read, whatever the verb.
+    required_scope = "read"
+    error_statuses = (422, 502, 503)
+
+    @extend_schema(
+        summary="Search (simple form)",
+        parameters=[SearchQuerySerializer],
+        responses={200: SearchResponseSerializer},
+    )
+    def get(self, request):
+        form = SearchQuerySerializer(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        params = SearchParams(
+            query=data["q"],
+            store_name=data["store"],
+            mode=data["mode"],
+            top_k=data.get("top_k"),
+        )
+        return Response(search(params))
+
+    @extend_schema(
+        summary="Search",
+        request=SearchRequestSerializer,
+        responses={200: SearchResponseSerializer},
+    )
+    def post(self, request):
+        form = SearchRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return Response(search(SearchParams(**form.validated_data)))

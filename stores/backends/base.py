@@ -1,0 +1,62 @@
+"""The one interface every retrieval backend implements.
+
+Callers use :func:`stores.backends.get_backend` and get an :class:`Answer`; the SQL
+of the local index and the google-genai calls stay behind this interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stores.models import Document, Store
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    uri: str
+    document_id: int | None
+    snippet: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    sources: list[Source] = field(default_factory=list)
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    top_k: int
+    model: str
+    max_tokens: int
+    temperature: float
+
+
+class SearchBackend(ABC):
+    name: str
+
+    @abstractmethod
+    def create_store(self, store: Store) -> None:
+        """Create the store's remote counterpart, if the backend has one."""
+
+    @abstractmethod
+    def delete_store(self, store: Store) -> None:
+        """Delete the store's remote counterpart and everything in it."""
+
+    @abstractmethod
+    def add_document(self, document: Document) -> None:
+        """Index a document whose chunks are already saved locally."""
+
+    @abstractmethod
+    def delete_document(self, document: Document) -> None:
+        """Remove a document from the backend's index."""
+
+    @abstractmethod
+    def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
+        """Answer a question from the store's documents, with sources."""

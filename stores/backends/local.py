@@ -1,0 +1,334 @@
+"""The built-in full-text backend: answers from the store's own chunks, no network.
+
+The index is vendor SQL made by migration 0002 (FTS5 + triggers on SQLite, a
+generated ``tsvector`` column on PostgreSQL) and follows the chunk rows inside the
+writing transaction, so there is nothing to create, upload or delete here: only
+:meth:`LocalBackend.search` does work.
+
+User text never reaches either query language as syntax: :func:`query_terms` reduces
+a question to letter-and-digit tokens, and only those are quoted into the
+expression, always as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.urls import NoReverseMatch, reverse
+
+from stores.backends.base import Answer, SearchBackend, SearchOptions, Source
+from stores.backends.query import query_terms
+from stores.models import Document
+
+if TYPE_CHECKING:
+    from stores.models import Store
+
+MODEL_NAME = "local-fts"
+NO_MATCH_TEXT = (
+    "No matching passages found. Try other words, or check that the store's "
+    "documents have finished processing."
+)
+
+# Chunks fetched per search: enough that the best chunk of top_k different
+# documents is usually among them, small enough to stay a few milliseconds.
+MIN_CANDIDATES = 30
+CANDIDATES_PER_SOURCE = 6
+# The answer quotes at most this many sentences, taken from this many top chunks.
+ANSWER_SENTENCES = 3
+ANSWER_CHUNKS = 8
+# Rank decay of a sentence's weight: a sentence with more of the question's terms
+# from a lower-ranked chunk can still beat a weaker one from the top chunk.
+RANK_DECAY = 0.3
+SNIPPET_LENGTH = 300
+SENTENCE_MAX_LENGTH = 400
+# Shorter "sentences" are headings, list markers or chunk-boundary fragments.
+SENTENCE_MIN_LENGTH = 12
+# Both indexes stem (porter / snowball), so "uploads" must find "uploading": a
+# word matches a term when it starts with the term's first few characters (a
+# short term loses a final "e" or "y", so "make" finds "making", "city" "cities").
+STEM_PREFIX = 5
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class _Hit:
+    chunk_id: int
+    document_id: int
+    filename: str
+    text: str
+    page: int | None
+    score: float  # higher is better, whatever the vendor
+
+
+class LocalBackend(SearchBackend):
+    name = "local"
+
+    def create_store(self, store: Store) -> None:
+        """Nothing to create: a store is just a filter on the shared index."""
+
+    def delete_store(self, store: Store) -> None:
+        """Nothing to delete: the index rows go with the chunk rows."""
+
+    def add_document(self, document: Document) -> None:
+        """Nothing to do: saving the chunks already indexed them."""
+
+    def delete_document(self, document: Document) -> None:
+        """Nothing to do: deleting the chunks already unindexed them."""
+
+    def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
+        """Rank the store's ready chunks against the question; answer extractively.
+
+        Any text is a valid question here: a query with no searchable words, or
+        with no matches, gets a plain "nothing found" answer rather than an error.
+        """
+        terms = query_terms(query)
+        if not terms:
+            return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
+        top_k = max(1, options.top_k)
+        limit = max(top_k * CANDIDATES_PER_SOURCE, MIN_CANDIDATES)
+        hits = _find_chunks(store, terms, limit)
+        if not hits:
+            return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
+
+        pattern = _term_pattern(terms)
+        hits = _rerank(hits, pattern)
+        best: dict[int, _Hit] = {}
+        for hit in hits:
+            if hit.document_id not in best:
+                best[hit.document_id] = hit
+                if len(best) == top_k:
+                    break
+        sources = [
+            Source(
+                title=hit.filename,
+                uri=_document_uri(store.name, hit.document_id),
+                document_id=hit.document_id,
+                snippet=_snippet(hit.text, pattern),
+                # Positive even when neither the terms nor the index say much.
+                score=max(round(hit.score, 4), 0.0001),
+            )
+            for hit in best.values()
+        ]
+        numbers = {doc_id: n for n, doc_id in enumerate(best, start=1)}
+        text = _compose_answer(hits, numbers, pattern, settings.ANSWER_MAX_LENGTH)
+        if not text:
+            text = _fit(f"{sources[0].snippet} [1]", settings.ANSWER_MAX_LENGTH)
+        return Answer(text=text, sources=sources, model=MODEL_NAME)
+
+
+# --- Retrieval --------------------------------------------------------------------
+
+# Ranking is the expensive part (bm25 reads each row's size), so it runs over
+# bare rowids: the store's ready chunks come from the small document_id index as
+# a set, and the `+` keeps SQLite from handing that set to FTS5 as thousands of
+# rowid lookups. Only the winners are joined to their (large) chunk rows.
+_SQLITE_SEARCH = """
+    SELECT c.id, c.document_id, d.filename, c.text, c.page, hit.score
+    FROM (
+        SELECT stores_chunk_fts.rowid AS id, -bm25(stores_chunk_fts) AS score
+        FROM stores_chunk_fts
+        WHERE stores_chunk_fts MATCH %s
+          AND +stores_chunk_fts.rowid IN (
+              SELECT ready.id
+              FROM stores_chunk AS ready
+              JOIN stores_document AS rd ON rd.id = ready.document_id
+              WHERE rd.store_id = %s AND rd.status = %s
+          )
+        ORDER BY score DESC, id
+        LIMIT %s
+    ) AS hit
+    JOIN stores_chunk AS c ON c.id = hit.id
+    JOIN stores_document AS d ON d.id = c.document_id
+    ORDER BY hit.score DESC, hit.id
+"""
+
+# One plainto_tsquery per term, OR-ed with ||: plainto_tsquery never raises on
+# any input, and a term that is an English stop word becomes an empty query that
+# || ignores (PostgreSQL only says so in a NOTICE). Written once in a one-row
+# subquery so the index condition and the rank share it.
+_POSTGRESQL_SEARCH = """
+    SELECT c.id, c.document_id, d.filename, c.text, c.page,
+           ts_rank_cd(c.search_vector, q.query) AS score
+    FROM (SELECT {tsquery} AS query) AS q
+    JOIN stores_chunk AS c ON c.search_vector @@ q.query
+    JOIN stores_document AS d ON d.id = c.document_id
+    WHERE d.store_id = %s AND d.status = %s
+    ORDER BY score DESC, c.id
+    LIMIT %s
+"""
+
+
+def _find_chunks(store: Store, terms: list[str], limit: int) -> list[_Hit]:
+    """The best chunks of the store's ready documents, best first, in one query.
+
+    The only place that knows each vendor's index; OR semantics on both, so a
+    question finds passages that share any of its words, ranked by how well.
+    """
+    ready = Document.Status.READY.value
+    if connection.vendor == "sqlite":
+        # Each term is a quoted FTS5 string, so no word is ever an operator;
+        # doubling quotes is belt and braces (terms hold only letters and digits).
+        expression = " OR ".join('"{}"'.format(t.replace('"', '""')) for t in terms)
+        sql, params = _SQLITE_SEARCH, [expression, store.pk, ready, limit]
+    elif connection.vendor == "postgresql":
+        tsquery = " || ".join(["plainto_tsquery('english', %s)"] * len(terms))
+        sql = _POSTGRESQL_SEARCH.format(tsquery=tsquery)
+        params = [*terms, store.pk, ready, limit]
+    else:
+        raise ImproperlyConfigured(
+            f"The local search backend supports SQLite and PostgreSQL, "
+            f"not {connection.vendor}."
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_Hit(*row) for row in rows]
+
+
+def _rerank(hits: list[_Hit], pattern: re.Pattern[str]) -> list[_Hit]:
+    """Passages with more of the question's terms first, then by the index's rank.
+
+    bm25 alone lets a short passage with two of three terms beat the passage
+    that has all three, and in a small store a term found in half the chunks
+    gets no weight at all, though it is what the question is about. So the
+    score is the number of distinct terms found (coordination level) plus the
+    index's relevance squashed into [0, 1): always positive, higher is better,
+    and comparable between SQLite and PostgreSQL.
+    """
+    rescored = [
+        replace(
+            hit,
+            score=len({m.group().lower() for m in pattern.finditer(hit.text)})
+            + max(hit.score, 0.0) / (1.0 + max(hit.score, 0.0)),
+        )
+        for hit in hits
+    ]
+    # Stable: equal scores keep the index's order.
+    return sorted(rescored, key=lambda hit: -hit.score)
+
+
+def _document_uri(store_name: str, document_id: int) -> str:
+    try:
+        return reverse(
+            "document-detail", kwargs={"store_name": store_name, "pk": document_id}
+        )
+    except NoReverseMatch:
+        # The documents API may not be routed (or not under that name); the
+        # documented path is still the right answer for a client.
+        return f"/api/stores/{store_name}/documents/{document_id}/"
+
+
+# --- Snippets and answers ---------------------------------------------------------
+
+
+def _term_key(term: str) -> str:
+    key = term[:STEM_PREFIX]
+    if len(term) == len(key) >= 4 and key[-1] in "ey":
+        key = key[:-1]
+    return key
+
+
+def _term_pattern(terms: list[str]) -> re.Pattern[str]:
+    """Matches the start of any word that stems like one of the terms.
+
+    The matched text is the term's key, so a set of matches counts distinct
+    terms. One- and two-letter terms must be whole words, or they match almost
+    everything.
+    """
+    keys = sorted({_term_key(term) for term in terms}, key=len, reverse=True)
+    alternatives = [
+        re.escape(key) + (r"(?![^\W_])" if len(key) <= 2 else "") for key in keys
+    ]
+    return re.compile(r"(?<![^\W_])(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
+
+
+def _snippet(text: str, pattern: re.Pattern[str]) -> str:
+    """About SNIPPET_LENGTH characters around the first match, cut between words."""
+    match = pattern.search(text)
+    position = match.start() if match else 0
+    start = max(0, position - SNIPPET_LENGTH // 3)
+    end = min(len(text), start + SNIPPET_LENGTH)
+    start = max(0, end - SNIPPET_LENGTH)
+    if start > 0:
+        space = text.find(" ", start, position)
+        start = space + 1 if space != -1 else start
+    if end < len(text):
+        space = text.rfind(" ", max(position, start), end)
+        end = space if space > start else end
+    snippet = " ".join(text[start:end].split())
+    if start > 0:
+        snippet = ELLIPSIS + snippet
+    if end < len(text):
+        snippet += ELLIPSIS
+    return snippet
+
+
+# After end punctuation (and a closing quote or bracket), or at a blank line.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"')\]])\s+|\n\s*\n")
+
+
+def _split_sentences(text: str) -> list[str]:
+    return [part for part in _SENTENCE_BREAK.split(text) if part and part.strip()]
+
+
+def _compose_answer(
+    hits: list[_Hit],
+    numbers: dict[int, int],
+    pattern: re.Pattern[str],
+    max_length: int,
+) -> str:
+    """The sentences that cover most of the question, each with its source number.
+
+    Chunks overlap, so the same sentence can come from two chunks: it is quoted
+    once. The chosen sentences are put back in document order, which reads
+    better than relevance order.
+    """
+    scored: list[tuple[float, int, int, _Hit, str]] = []
+    seen: set[str] = set()
+    chunks = [hit for hit in hits if hit.document_id in numbers][:ANSWER_CHUNKS]
+    for rank, hit in enumerate(chunks):
+        weight = 1.0 / (1.0 + RANK_DECAY * rank)
+        for position, raw in enumerate(_split_sentences(hit.text)):
+            sentence = " ".join(raw.split())
+            if len(sentence) < SENTENCE_MIN_LENGTH:
+                continue
+            matched = {m.group().lower() for m in pattern.finditer(sentence)}
+            key = sentence.casefold()
+            if not matched or key in seen:
+                continue
+            seen.add(key)
+            scored.append((len(matched) * weight, rank, position, hit, sentence))
+    scored.sort(key=lambda item: (-item[0], item[1], item[2]))
+    chosen = scored[:ANSWER_SENTENCES]
+    chosen.sort(
+        key=lambda item: (numbers[item[3].document_id], item[3].chunk_id, item[2])
+    )
+
+    parts: list[str] = []
+    length = 0
+    for _score, _rank, _position, hit, sentence in chosen:
+        suffix = f" [{numbers[hit.document_id]}]"
+        room = min(SENTENCE_MAX_LENGTH, max_length - len(suffix))
+        part = _fit(sentence, room) + suffix
+        needed = len(part) + (1 if parts else 0)
+        if length + needed > max_length:
+            break
+        parts.append(part)
+        length += needed
+    return " ".join(parts)
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary, marked with "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS

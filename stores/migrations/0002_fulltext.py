@@ -1,0 +1,142 @@
+"""The full-text index over ``stores_chunk.text``, in each vendor's own SQL.
+
+Neither index can be a model field that migrates on both vendors (SQLite cannot add
+a generated ``tsvector``; PostgreSQL has no FTS5), so it is raw SQL chosen by
+``schema_editor.connection.vendor``. Both keep the index in step with the chunk rows
+inside the writing transaction: triggers on SQLite, a stored generated column on
+PostgreSQL. Only ``stores/backends/local.py`` reads it.
+
+Caution for later migrations: on SQLite, Django alters a column by rebuilding the
+table, which drops these triggers; a migration that alters ``stores_chunk`` must run
+this migration's SQLite SQL again (and ``'rebuild'`` the FTS table). On PostgreSQL,
+changing the type of ``text`` needs the generated column dropped first.
+"""
+
+from django.db import migrations, router
+from django.db.migrations.operations.base import Operation
+
+SQLITE_FORWARD = [
+    # External content: the FTS table stores only the index, the text stays in
+    # stores_chunk (rowid = chunk id).
+    """
+    CREATE VIRTUAL TABLE stores_chunk_fts USING fts5(
+        text,
+        content='stores_chunk',
+        content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    )
+    """,
+    """
+    CREATE TRIGGER stores_chunk_fts_insert AFTER INSERT ON stores_chunk BEGIN
+        INSERT INTO stores_chunk_fts (rowid, text) VALUES (new.id, new.text);
+    END
+    """,
+    # An external-content table must be told the old text to remove its terms.
+    """
+    CREATE TRIGGER stores_chunk_fts_delete AFTER DELETE ON stores_chunk BEGIN
+        INSERT INTO stores_chunk_fts (stores_chunk_fts, rowid, text)
+        VALUES ('delete', old.id, old.text);
+    END
+    """,
+    """
+    CREATE TRIGGER stores_chunk_fts_update AFTER UPDATE OF text ON stores_chunk BEGIN
+        INSERT INTO stores_chunk_fts (stores_chunk_fts, rowid, text)
+        VALUES ('delete', old.id, old.text);
+        INSERT INTO stores_chunk_fts (rowid, text) VALUES (new.id, new.text);
+    END
+    """,
+    # Index chunks that existed before this migration.
+    "INSERT INTO stores_chunk_fts (stores_chunk_fts) VALUES ('rebuild')",
+]
+
+SQLITE_BACKWARD = [
+    "DROP TRIGGER IF EXISTS stores_chunk_fts_update",
+    "DROP TRIGGER IF EXISTS stores_chunk_fts_delete",
+    "DROP TRIGGER IF EXISTS stores_chunk_fts_insert",
+    "DROP TABLE IF EXISTS stores_chunk_fts",
+]
+
+POSTGRESQL_FORWARD = [
+    # The explicit 'english' config makes the expression immutable, which a
+    # generated column requires.
+    """
+    ALTER TABLE stores_chunk
+    ADD COLUMN search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    """,
+    """
+    CREATE INDEX stores_chunk_search_vector_gin
+    ON stores_chunk USING GIN (search_vector)
+    """,
+]
+
+POSTGRESQL_BACKWARD = [
+    "DROP INDEX IF EXISTS stores_chunk_search_vector_gin",
+    "ALTER TABLE stores_chunk DROP COLUMN IF EXISTS search_vector",
+]
+
+
+class VendorSQL(Operation):
+    """``RunSQL`` with one script per database vendor.
+
+    Unlike ``RunPython`` it goes through ``schema_editor.execute``, so
+    ``sqlmigrate`` shows the SQL. A vendor without a script gets no index (the
+    local backend then has nothing to query on it, and says so).
+    """
+
+    reversible = True
+    reduces_to_sql = True
+
+    def __init__(self, forward, backward, hints=None):
+        self.forward = forward
+        self.backward = backward
+        self.hints = hints or {}
+
+    def deconstruct(self):
+        return (
+            self.__class__.__qualname__,
+            [],
+            {"forward": self.forward, "backward": self.backward},
+        )
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def _run(self, scripts, app_label, schema_editor):
+        connection = schema_editor.connection
+        if not router.allow_migrate(connection.alias, app_label, **self.hints):
+            return
+        for statement in scripts.get(connection.vendor, []):
+            schema_editor.execute(statement, params=None)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(self.forward, app_label, schema_editor)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(self.backward, app_label, schema_editor)
+
+    def describe(self):
+        return "Full-text index on stores_chunk.text (vendor SQL)"
+
+    @property
+    def migration_name_fragment(self):
+        return "fulltext"
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("stores", "0001_initial"),
+    ]
+
+    operations = [
+        VendorSQL(
+            forward={
+                "sqlite": SQLITE_FORWARD,
+                "postgresql": POSTGRESQL_FORWARD,
+            },
+            backward={
+                "sqlite": SQLITE_BACKWARD,
+                "postgresql": POSTGRESQL_BACKWARD,
+            },
+        ),
+    ]

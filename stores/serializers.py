@@ -1,0 +1,94 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from stores.models import Document, Store
+
+
+class StoreSerializer(serializers.ModelSerializer):
+    backend = serializers.ChoiceField(
+        choices=Store.Backend.choices,
+        required=False,
+        help_text="Defaults to gemini when Gemini is configured, else local.",
+    )
+    documents = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Store
+        fields = [
+            "name",
+            "uid",
+            "description",
+            "backend",
+            "remote_name",
+            "revision",
+            "documents",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "uid",
+            "remote_name",
+            "revision",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness and the name pattern are checked by the service (409 vs 400).
+        extra_kwargs = {"name": {"validators": []}}
+
+    def get_documents(self, store) -> dict[str, int]:
+        """Document counts by status (annotated by ``stores_with_counts``)."""
+        counts = {
+            status: getattr(store, f"documents_{status}", None)
+            for status in Document.Status.values
+        }
+        if any(value is None for value in counts.values()):
+            return {}
+        return {"total": store.documents_total, **counts}
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    store = serializers.CharField(source="store.name", read_only=True)
+    uri = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = [
+            "id",
+            "store",
+            "filename",
+            "size_bytes",
+            "mime_type",
+            "sha256",
+            "status",
+            "error",
+            "chunk_count",
+            "char_count",
+            "page_count",
+            "uri",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_uri(self, document) -> str:
+        return reverse(
+            "document-detail",
+            kwargs={"store_name": document.store.name, "pk": document.pk},
+        )
+
+
+class DocumentUploadSerializer(serializers.Serializer):
+    """Multipart: ``file`` for one document, ``files`` (repeated) for several."""
+
+    file = serializers.FileField(required=False)
+    files = serializers.ListField(child=serializers.FileField(), required=False)
+
+
+class CompatUploadSerializer(serializers.Serializer):
+    store = serializers.CharField(default="default")
+    file = serializers.FileField(required=False)
+    files = serializers.ListField(child=serializers.FileField(), required=False)
+
+
+class DocumentListResultSerializer(serializers.Serializer):
+    results = DocumentSerializer(many=True)

@@ -1,0 +1,177 @@
+"""Thin views: parse, call one service function, serialize what comes back."""
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from flamehaven.errors import StoreNotFound
+from stores import services
+from stores.models import Document, Store
+from stores.serializers import (
+    CompatUploadSerializer,
+    DocumentListResultSerializer,
+    DocumentSerializer,
+    DocumentUploadSerializer,
+    StoreSerializer,
+)
+from stores.uploads import raise_if_oversized
+
+_UPLOAD_ERRORS = (413, 415, 422)
+
+
+def _uploaded_files(request, *fields: str) -> list:
+    raise_if_oversized(request)
+    return [
+        (file, file.name) for field in fields for file in request.FILES.getlist(field)
+    ]
+
+
+def _upload_response(results, *, many: bool, context) -> Response:
+    documents = [document for document, _ in results]
+    for document in documents:
+        document.refresh_from_db()  # ingestion may have run already (immediate tasks)
+    if not any(created for _, created in results):
+        code = status.HTTP_200_OK
+    elif any(d.status == Document.Status.PENDING for d, created in results if created):
+        code = status.HTTP_202_ACCEPTED
+    else:
+        code = status.HTTP_201_CREATED
+    serialized = DocumentSerializer(documents, many=True, context=context).data
+    body = {"results": serialized} if many else serialized[0]
+    return Response(body, status=code)
+
+
+@extend_schema_view(
+    create=extend_schema(summary="Create a store"),
+    destroy=extend_schema(summary="Delete a store with its documents"),
+)
+class StoreViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = StoreSerializer
+    lookup_field = "name"
+    error_statuses = {"POST": (409,)}
+
+    def get_queryset(self):
+        return services.stores_with_counts()
+
+    def get_object(self):
+        store = self.get_queryset().filter(name=self.kwargs["name"]).first()
+        if store is None:
+            raise StoreNotFound(
+                f"Store '{self.kwargs['name']}' not found",
+                details={"store": self.kwargs["name"]},
+            )
+        return store
+
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        store = services.store_create(**serializer.validated_data)
+        store = self.get_queryset().get(pk=store.pk)
+        return Response(self.get_serializer(store).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, name=None):
+        services.store_delete(store=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DocumentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = DocumentSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    error_statuses = {"POST": _UPLOAD_ERRORS}
+
+    def get_store(self) -> Store:
+        if not hasattr(self, "_store"):
+            self._store = services.store_get(name=self.kwargs["store_name"])
+        return self._store
+
+    def get_queryset(self):
+        return Document.objects.filter(store=self.get_store()).select_related("store")
+
+    def get_object(self):
+        return services.document_get(store=self.get_store(), pk=self.kwargs["pk"])
+
+    @extend_schema(
+        summary="Upload one document (file) or several (files)",
+        request={"multipart/form-data": DocumentUploadSerializer},
+        responses={
+            200: DocumentSerializer,
+            201: DocumentSerializer,
+            202: DocumentSerializer,
+        },
+        description=(
+            "One `file` answers with the document; `files` answers with "
+            '`{"results": [documents]}`. 201 when stored and indexed, 202 when '
+            "ingestion is queued, 200 when the content was already in the store."
+        ),
+    )
+    def create(self, request, store_name=None):
+        store = self.get_store()
+        many = "files" in request.FILES
+        files = _uploaded_files(request, "file", "files")
+        results = services.documents_add(store=store, files=files)
+        return _upload_response(
+            results, many=many, context=self.get_serializer_context()
+        )
+
+    def destroy(self, request, store_name=None, pk=None):
+        services.document_delete(document=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=None, responses={202: DocumentSerializer, 200: DocumentSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def reindex(self, request, store_name=None, pk=None):
+        document = services.document_reindex(document=self.get_object())
+        code = (
+            status.HTTP_202_ACCEPTED
+            if document.status == Document.Status.PENDING
+            else status.HTTP_200_OK
+        )
+        return Response(self.get_serializer(document).data, status=code)
+
+
+class UploadSingleView(APIView):
+    """The compatible upload form: multipart ``file`` with form field ``store``."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    error_statuses = {"POST": _UPLOAD_ERRORS}
+    many = False
+
+    @extend_schema(
+        request={"multipart/form-data": CompatUploadSerializer},
+        responses={
+            200: DocumentSerializer,
+            201: DocumentSerializer,
+            202: DocumentSerializer,
+        },
+    )
+    def post(self, request):
+        store = services.store_get(name=request.data.get("store") or "default")
+        files = _uploaded_files(request, "files" if self.many else "file")
+        results = services.documents_add(store=store, files=files)
+        return _upload_response(results, many=self.many, context={"request": request})
+
+
+class UploadMultipleView(UploadSingleView):
+    """The compatible upload form: multipart ``files`` with form field ``store``."""
+
+    many = True
+
+    @extend_schema(
+        request={"multipart/form-data": CompatUploadSerializer},
+        responses={
+            200: DocumentListResultSerializer,
+            201: DocumentListResultSerializer,
+            202: DocumentListResultSerializer,
+        },
+    )
+    def post(self, request):
+        return super().post(request)

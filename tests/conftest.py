@@ -1,0 +1,77 @@
+"""Shared fixtures: a temporary MEDIA_ROOT per test, clean caches, API clients."""
+
+import os
+
+import pytest
+from django.core.cache import caches
+
+# Set REQUIRE_SERVICES=1 (as .ci/run does) to make tests that need PostgreSQL or
+# Redis fail instead of skip when the service is not configured.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    for alias in ("default", "search"):
+        caches[alias].clear()
+    yield
+
+
+def stored_files(media_root) -> list:
+    """Every file under MEDIA_ROOT: tests assert nothing is left behind."""
+    if not media_root.exists():
+        return []
+    return [p for p in media_root.rglob("*") if p.is_file()]
+
+
+@pytest.fixture
+def api_client_for(db):
+    """An APIClient that sends a fresh API key of the given scope."""
+    from rest_framework.test import APIClient
+
+    from accounts.services import api_key_create
+
+    def make(scope: str) -> APIClient:
+        _, key = api_key_create(name=f"test-{scope}", scope=scope)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def read_client(api_client_for):
+    return api_client_for("read")
+
+
+@pytest.fixture
+def write_client(api_client_for):
+    return api_client_for("write")
+
+
+@pytest.fixture
+def admin_key_client(api_client_for):
+    return api_client_for("admin")
+
+
+@pytest.fixture
+def store(db):
+    from stores.services import store_create
+
+    return store_create(name="default", description="test store")
+
+
+def upload(client, store_name: str, files: dict[str, bytes], field: str = "file"):
+    """POST files as multipart to the store's documents endpoint."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    payload = [SimpleUploadedFile(name, content) for name, content in files.items()]
+    data = {field: payload[0] if field == "file" and len(payload) == 1 else payload}
+    return client.post(f"/api/stores/{store_name}/documents/", data, format="multipart")

@@ -1,0 +1,123 @@
+"""Real files as bytes, for uploads and extraction tests.
+
+Each builder gives the same bytes for the same input, so tests can rely on sha256
+deduplication.
+"""
+
+import io
+import struct
+import zipfile
+import zlib
+from datetime import UTC, datetime
+
+_FIXED_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+_FIXED_ZIP_TIME = (2024, 1, 1, 0, 0, 0)
+
+
+def make_pdf(pages: list[str]) -> bytes:
+    """A PDF with one page per item (keep items under ~50 lines or they spill onto
+    another page); an empty string makes a page without text."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_creation_date(_FIXED_DATE)
+    pdf.set_font("Helvetica", size=11)
+    for text in pages:
+        pdf.add_page()
+        if text:
+            pdf.multi_cell(0, 6, text)
+    return bytes(pdf.output())
+
+
+def make_encrypted_pdf(pages: list[str], *, user_password: str = "secret") -> bytes:
+    """A PDF that needs `user_password` to open ("" opens it without one)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(pages))))
+    writer.encrypt(
+        user_password=user_password, owner_password="owner", algorithm="AES-128"
+    )
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def make_docx(paragraphs: list[str], *, table: list[list[str]] | None = None) -> bytes:
+    """A Word document with these paragraphs, then `table` (rows of cells) if given."""
+    import docx
+
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    if table:
+        grid = document.add_table(rows=len(table), cols=max(map(len, table)))
+        for row, values in zip(grid.rows, table, strict=False):
+            for cell, value in zip(row.cells, values, strict=False):
+                cell.text = value
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return _fixed_zip_times(buffer.getvalue())
+
+
+def _fixed_zip_times(data: bytes) -> bytes:
+    """The same zip with fixed member timestamps (python-docx stamps the time)."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for member in src.infolist():
+            info = zipfile.ZipInfo(member.filename, date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, src.read(member))
+    return out.getvalue()
+
+
+def make_zip_bomb_docx(uncompressed_bytes: int = 300 * 1024 * 1024) -> bytes:
+    """A DOCX-shaped zip whose document.xml is `uncompressed_bytes` of zeros.
+
+    Written in blocks, so building it never holds the expanded content in memory;
+    the result is about a thousandth of the declared size.
+    """
+    out = io.BytesIO()
+    block = bytes(1024 * 1024)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("[Content_Types].xml", date_time=_FIXED_ZIP_TIME)
+        zf.writestr(info, '<?xml version="1.0"?><Types/>')
+        info = zipfile.ZipInfo("word/document.xml", date_time=_FIXED_ZIP_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as member:
+            left = uncompressed_bytes
+            while left > 0:
+                member.write(block[: min(left, len(block))])
+                left -= len(block)
+    return out.getvalue()
+
+
+def make_png() -> bytes:
+    """A valid 1x1 grey PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )
+
+
+_GARBAGE = bytes((i * 151 + 7) % 256 for i in range(2048))
+
+
+def corrupt_pdf() -> bytes:
+    """Looks like a PDF from its first bytes; nothing after them parses."""
+    return b"%PDF-1.7\n" + _GARBAGE
+
+
+def corrupt_docx() -> bytes:
+    """Looks like a zip from its first bytes; nothing after them parses."""
+    return b"PK\x03\x04" + _GARBAGE
