@@ -1,0 +1,21 @@
+"""gunicorn settings for production: `gunicorn -c deploy/gunicorn.conf.py`.
+
+gthread workers, so a worker waiting on Gemini or the database still serves its
+other threads. Several workers need Redis (REDIS_URL) for a shared cache.
+"""
+
+import os
+
+wsgi_app = "flamehaven.wsgi:application"
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WORKERS", "4"))
+worker_class = "gthread"
+threads = int(os.environ.get("THREADS", "8"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+reload = os.environ.get("RELOAD", "false").lower() in ("1", "true", "yes")
+# Our access-log line (JSON in production) replaces gunicorn's.
+accesslog = None
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
