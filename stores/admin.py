@@ -2,11 +2,15 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import model_ngettext
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 
 from flamehaven.errors import ApiError
 from search.services import SearchParams, search
@@ -14,15 +18,98 @@ from stores import services
 from stores.models import Chunk, Document, Store
 from stores.uploads import raise_if_oversized
 
+DELETE_CONFIRMATION_TEMPLATE = "admin/stores/delete_action_confirmation.html"
+
+
+def _linked(obj) -> str:
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('{}: <a href="{}">{}</a>', capfirst(opts.verbose_name), url, obj)
+
+
+def _plural(model, count: int) -> str:
+    opts = model._meta
+    return str(opts.verbose_name if count == 1 else opts.verbose_name_plural)
+
+
+class ServiceDeleteMixin:
+    """Deletion pages and actions that call the services and summarise the cascade.
+
+    Django's own summary loads every related row, chunk texts included, and asks
+    for delete permission on chunks, which nobody has (chunks go with their
+    document), so deleting from the admin would always be refused. The summary
+    here lists stores and documents and counts the chunks with one query.
+    """
+
+    def get_deleted_objects(self, objs, request):
+        objs = list(objs)
+        to_delete, counts = self.deletion_summary(objs)
+        model_count = {_plural(model, n): n for model, n in counts.items() if n}
+        perms_needed = set()
+        if not self.has_delete_permission(request):
+            perms_needed.add(str(self.opts.verbose_name))
+        return to_delete, model_count, perms_needed, []
+
+    def delete_queryset(self, request, queryset):
+        # Only the built-in delete_selected calls this, and it is not offered;
+        # should it ever be, it still goes through the service.
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def confirm_or_delete(self, request, queryset, action: str, noun: str):
+        """The delete actions' two steps, as Django's delete_selected does them."""
+        if request.POST.get("post"):
+            objs = list(queryset)
+            self.log_deletions(request, objs)
+            for obj in objs:
+                self.delete_model(request, obj)
+            self.message_user(
+                request, f"Deleted {len(objs)} {noun}(s).", messages.SUCCESS
+            )
+            return None
+        to_delete, model_count, _, _ = self.get_deleted_objects(queryset, request)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delete multiple objects",
+            "subtitle": None,
+            "objects_name": str(model_ngettext(queryset)),
+            "deletable_objects": [to_delete],
+            "model_count": model_count.items(),
+            "queryset": queryset,
+            "perms_lacking": set(),
+            "protected": [],
+            "opts": self.opts,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": action,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, DELETE_CONFIRMATION_TEMPLATE, context)
+
 
 class StoreForm(forms.ModelForm):
     class Meta:
         model = Store
         fields = ["name", "description", "backend"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "backend" in self.fields and self.instance._state.adding:
+            self.fields["backend"].initial = services.default_backend()
+
+    def clean_backend(self):
+        # store_create would refuse it; say so on the form rather than fail later.
+        backend = self.cleaned_data["backend"]
+        if backend == Store.Backend.GEMINI and not services.gemini_configured():
+            raise forms.ValidationError(
+                "Gemini is not configured on this server: set GEMINI_API_KEY to "
+                "create Gemini stores."
+            )
+        return backend
+
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
+class StoreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     form = StoreForm
     list_display = [
         "name",
@@ -58,19 +145,19 @@ class StoreAdmin(admin.ModelAdmin):
     def documents_total(self, store):
         return store.documents_total
 
-    @admin.display(description="ready")
+    @admin.display(description="ready", ordering="documents_ready")
     def documents_ready(self, store):
         return store.documents_ready
 
-    @admin.display(description="processing")
+    @admin.display(description="processing", ordering="documents_processing")
     def documents_processing(self, store):
         return store.documents_processing
 
-    @admin.display(description="pending")
+    @admin.display(description="pending", ordering="documents_pending")
     def documents_pending(self, store):
         return store.documents_pending
 
-    @admin.display(description="failed")
+    @admin.display(description="failed", ordering="documents_failed")
     def documents_failed(self, store):
         return store.documents_failed
 
@@ -81,29 +168,42 @@ class StoreAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            obj.save(update_fields=["description", "updated_at"])
+            services.store_update(store=obj, description=obj.description)
             return
-        try:
-            store = services.store_create(
-                name=obj.name, description=obj.description, backend=obj.backend
-            )
-        except ApiError as exc:
-            # Model validation has run already; this is a race or a backend error.
-            messages.error(request, exc.message)
-            raise
+        # The form has checked the name, its uniqueness and the backend; an
+        # ApiError here is a concurrent create or a backend failure.
+        store = services.store_create(
+            name=obj.name, description=obj.description, backend=obj.backend
+        )
         obj.pk = store.pk
         obj.refresh_from_db()
 
     def delete_model(self, request, obj):
         services.store_delete(store=obj)
 
-    @admin.action(description="Delete selected stores with their documents")
+    def deletion_summary(self, stores):
+        documents = Document.objects.filter(store__in=stores).only("store", "filename")
+        by_store: dict[int, list] = {}
+        for document in documents.order_by("store_id", "filename"):
+            by_store.setdefault(document.store_id, []).append(_linked(document))
+        to_delete = []
+        for store in stores:
+            to_delete.append(_linked(store))
+            if by_store.get(store.pk):
+                to_delete.append(by_store[store.pk])
+        counts = {
+            Store: len(stores),
+            Document: documents.count(),
+            Chunk: Chunk.objects.filter(document__store__in=stores).count(),
+        }
+        return to_delete, counts
+
+    @admin.action(
+        description="Delete selected stores with their documents",
+        permissions=["delete"],
+    )
     def delete_stores(self, request, queryset):
-        count = 0
-        for store in queryset:
-            services.store_delete(store=store)
-            count += 1
-        self.message_user(request, f"Deleted {count} store(s).")
+        return self.confirm_or_delete(request, queryset, "delete_stores", "store")
 
     def get_urls(self):
         search_view = self.admin_site.admin_view(self.search_view)
@@ -113,6 +213,8 @@ class StoreAdmin(admin.ModelAdmin):
         ]
 
     def search_view(self, request, store_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         store = get_object_or_404(Store, pk=store_id)
         query = request.GET.get("q", "")
         result = error = None
@@ -130,29 +232,38 @@ class StoreAdmin(admin.ModelAdmin):
             "error": error,
             "title": f"Search {store.name}",
         }
+        request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/stores/store/search.html", context)
 
 
 class DocumentUploadForm(forms.ModelForm):
     upload = forms.FileField(label="File", help_text="PDF, DOCX, Markdown or text.")
+    # Set by DocumentAdmin.get_form when the upload handler dropped the file for
+    # its size: the field is then empty, and "required" would be the wrong reason.
+    upload_error: str | None = None
 
     class Meta:
         model = Document
         fields = ["store"]
 
-    def clean(self):
-        cleaned = super().clean()
-        upload = cleaned.get("upload")
-        if upload is not None:
-            try:
-                services.check_uploads([(upload, upload.name)])
-            except ApiError as exc:
-                raise forms.ValidationError(exc.message) from exc
-        return cleaned
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.upload_error:
+            self.fields["upload"].error_messages["required"] = self.upload_error
+
+    def clean_upload(self):
+        upload = self.cleaned_data["upload"]
+        try:
+            services.check_uploads([(upload, upload.name)])
+        except ApiError as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return upload
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+    """Documents are uploaded, re-indexed and deleted, never edited in place."""
+
     list_display = [
         "filename",
         "store",
@@ -169,7 +280,7 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = [
         "store",
         "filename",
-        "file",
+        "stored_file",
         "size_bytes",
         "mime_type",
         "sha256",
@@ -185,9 +296,16 @@ class DocumentAdmin(admin.ModelAdmin):
     ]
 
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = DocumentUploadForm
-        return super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            return super().get_form(request, obj, **kwargs)
+        form = super().get_form(request, obj, form=DocumentUploadForm, **kwargs)
+        if request.method == "POST":
+            request.FILES  # noqa: B018 (parse the body, so the size check sees it)
+            try:
+                raise_if_oversized(request)
+            except ApiError as exc:
+                form = type(form.__name__, (form,), {"upload_error": exc.message})
+        return form
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -197,18 +315,17 @@ class DocumentAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else []
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_reindex_permission(self, request):
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
     def get_actions(self, request):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # it would bypass document_delete
         return actions
-
-    def add_view(self, request, form_url="", extra_context=None):
-        if request.method == "POST":
-            try:
-                raise_if_oversized(request)
-            except ApiError as exc:
-                messages.error(request, exc.message)
-        return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         upload = form.cleaned_data["upload"]
@@ -223,24 +340,72 @@ class DocumentAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         services.document_delete(document=obj)
 
+    def deletion_summary(self, documents):
+        counts = {
+            Document: len(documents),
+            Chunk: Chunk.objects.filter(document__in=documents).count(),
+        }
+        return [_linked(document) for document in documents], counts
+
+    @admin.display(description="file")
+    def stored_file(self, document):
+        # MEDIA_URL is not served (documents are not public), so the file comes
+        # through a staff-only view instead of the FileField's usual link.
+        url = reverse("admin:stores_document_download", args=[document.pk])
+        return format_html(
+            '<a href="{}">Download</a> <span class="help">{}</span>',
+            url,
+            document.file.name,
+        )
+
+    def get_urls(self):
+        download_view = self.admin_site.admin_view(self.download_view)
+        return [
+            path(
+                "<int:document_id>/download/",
+                download_view,
+                name="stores_document_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request, document_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        document = get_object_or_404(Document, pk=document_id)
+        try:
+            handle = document.file.open("rb")
+        except FileNotFoundError:
+            raise Http404("The stored file is missing.") from None
+        return FileResponse(
+            handle,
+            as_attachment=True,
+            filename=document.filename,
+            content_type=document.mime_type,
+        )
+
     @admin.display(description="chunks")
     def chunks_link(self, document):
-        url = reverse("admin:stores_chunk_changelist") + f"?document__id__exact={document.pk}"
-        return format_html('<a href="{}">View {} chunks</a>', url, document.chunk_count)
+        url = reverse("admin:stores_chunk_changelist")
+        return format_html(
+            '<a href="{}?document__id__exact={}">View {} chunks</a>',
+            url,
+            document.pk,
+            document.chunk_count,
+        )
 
-    @admin.action(description="Re-index selected documents")
+    @admin.action(description="Re-index selected documents", permissions=["reindex"])
     def reindex_documents(self, request, queryset):
+        count = 0
         for document in queryset:
             services.document_reindex(document=document)
-        self.message_user(request, f"Queued {queryset.count()} document(s) for indexing.")
-
-    @admin.action(description="Delete selected documents")
-    def delete_documents(self, request, queryset):
-        count = 0
-        for document in queryset.select_related("store"):
-            services.document_delete(document=document)
             count += 1
-        self.message_user(request, f"Deleted {count} document(s).")
+        self.message_user(request, f"Queued {count} document(s) for indexing.")
+
+    @admin.action(description="Delete selected documents", permissions=["delete"])
+    def delete_documents(self, request, queryset):
+        queryset = queryset.select_related("store")
+        return self.confirm_or_delete(request, queryset, "delete_documents", "document")
 
 
 @admin.register(Chunk)

@@ -100,6 +100,14 @@ def store_create(
     return store
 
 
+def store_update(*, store: Store, description: str) -> Store:
+    """Only the description changes: name and backend are fixed at creation."""
+    store.description = description
+    store.save(update_fields=["description", "updated_at"])
+    log.info("store_updated", store=store.name)
+    return store
+
+
 def store_delete(*, store: Store) -> None:
     """Delete the store with its documents, chunks, stored files and remote copy."""
     file_names = list(store.documents.values_list("file", flat=True))

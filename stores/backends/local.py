@@ -48,9 +48,7 @@ SNIPPET_LENGTH = 300
 SENTENCE_MAX_LENGTH = 400
 # Shorter "sentences" are headings, list markers or chunk-boundary fragments.
 SENTENCE_MIN_LENGTH = 12
-# Both indexes stem (porter / snowball), so "uploads" must find "uploading": a
-# word matches a term when it starts with the term's first few characters (a
-# short term loses a final "e" or "y", so "make" finds "making", "city" "cities").
+# How many leading characters of a term stand for its stem (see _term_keys).
 STEM_PREFIX = 5
 ELLIPSIS = "…"
 
@@ -95,8 +93,8 @@ class LocalBackend(SearchBackend):
         if not hits:
             return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
 
-        pattern = _term_pattern(terms)
-        hits = _rerank(hits, pattern)
+        keys = _term_keys(terms)
+        hits = _rerank(hits, keys)
         best: dict[int, _Hit] = {}
         for hit in hits:
             if hit.document_id not in best:
@@ -108,14 +106,14 @@ class LocalBackend(SearchBackend):
                 title=hit.filename,
                 uri=_document_uri(store.name, hit.document_id),
                 document_id=hit.document_id,
-                snippet=_snippet(hit.text, pattern),
+                snippet=_snippet(hit.text, keys),
                 # Positive even when neither the terms nor the index say much.
                 score=max(round(hit.score, 4), 0.0001),
             )
             for hit in best.values()
         ]
         numbers = {doc_id: n for n, doc_id in enumerate(best, start=1)}
-        text = _compose_answer(hits, numbers, pattern, settings.ANSWER_MAX_LENGTH)
+        text = _compose_answer(hits, numbers, keys, settings.ANSWER_MAX_LENGTH)
         if not text:
             text = _fit(f"{sources[0].snippet} [1]", settings.ANSWER_MAX_LENGTH)
         return Answer(text=text, sources=sources, model=MODEL_NAME)
@@ -190,7 +188,7 @@ def _find_chunks(store: Store, terms: list[str], limit: int) -> list[_Hit]:
     return [_Hit(*row) for row in rows]
 
 
-def _rerank(hits: list[_Hit], pattern: re.Pattern[str]) -> list[_Hit]:
+def _rerank(hits: list[_Hit], keys: tuple[str, ...]) -> list[_Hit]:
     """Passages with more of the question's terms first, then by the index's rank.
 
     bm25 alone lets a short passage with two of three terms beat the passage
@@ -203,7 +201,7 @@ def _rerank(hits: list[_Hit], pattern: re.Pattern[str]) -> list[_Hit]:
     rescored = [
         replace(
             hit,
-            score=len({m.group().lower() for m in pattern.finditer(hit.text)})
+            score=len(_matched_keys(hit.text.lower(), keys))
             + max(hit.score, 0.0) / (1.0 + max(hit.score, 0.0)),
         )
         for hit in hits
@@ -226,31 +224,50 @@ def _document_uri(store_name: str, document_id: int) -> str:
 # --- Snippets and answers ---------------------------------------------------------
 
 
-def _term_key(term: str) -> str:
-    key = term[:STEM_PREFIX]
-    if len(term) == len(key) >= 4 and key[-1] in "ey":
-        key = key[:-1]
-    return key
+def _term_keys(terms: list[str]) -> tuple[str, ...]:
+    """The word prefixes that stand for the terms, one per stem.
 
-
-def _term_pattern(terms: list[str]) -> re.Pattern[str]:
-    """Matches the start of any word that stems like one of the terms.
-
-    The matched text is the term's key, so a set of matches counts distinct
-    terms. One- and two-letter terms must be whole words, or they match almost
-    everything.
+    The index stems (porter / snowball), so "uploads" must find "uploading": a
+    word matches a term when it starts with the term's first few characters, and
+    a short term loses a final "e" or "y" so "make" finds "making" and "city"
+    "cities". One- and two-letter keys only match whole words.
     """
-    keys = sorted({_term_key(term) for term in terms}, key=len, reverse=True)
-    alternatives = [
-        re.escape(key) + (r"(?![^\W_])" if len(key) <= 2 else "") for key in keys
-    ]
-    return re.compile(r"(?<![^\W_])(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
+    keys: dict[str, None] = {}
+    for term in terms:
+        key = term[:STEM_PREFIX]
+        if len(term) == len(key) >= 4 and key[-1] in "ey":
+            key = key[:-1]
+        keys[key] = None
+    return tuple(keys)
 
 
-def _snippet(text: str, pattern: re.Pattern[str]) -> str:
+def _find_key(text: str, key: str) -> int:
+    """Where the first word of lower-cased ``text`` matching ``key`` starts, or -1.
+
+    ``str.find`` plus a boundary check: several times faster than one regex
+    alternation over the keys, which matters at 30 chunks per search.
+    """
+    whole_word = len(key) <= 2
+    position = text.find(key)
+    while position != -1:
+        end = position + len(key)
+        if (position == 0 or not text[position - 1].isalnum()) and (
+            not whole_word or end == len(text) or not text[end].isalnum()
+        ):
+            return position
+        position = text.find(key, position + 1)
+    return -1
+
+
+def _matched_keys(text: str, keys: tuple[str, ...]) -> set[str]:
+    return {key for key in keys if _find_key(text, key) != -1}
+
+
+def _snippet(text: str, keys: tuple[str, ...]) -> str:
     """About SNIPPET_LENGTH characters around the first match, cut between words."""
-    match = pattern.search(text)
-    position = match.start() if match else 0
+    lowered = text.lower()
+    found = [p for p in (_find_key(lowered, key) for key in keys) if p != -1]
+    position = min(found, default=0)
     start = max(0, position - SNIPPET_LENGTH // 3)
     end = min(len(text), start + SNIPPET_LENGTH)
     start = max(0, end - SNIPPET_LENGTH)
@@ -279,7 +296,7 @@ def _split_sentences(text: str) -> list[str]:
 def _compose_answer(
     hits: list[_Hit],
     numbers: dict[int, int],
-    pattern: re.Pattern[str],
+    keys: tuple[str, ...],
     max_length: int,
 ) -> str:
     """The sentences that cover most of the question, each with its source number.
@@ -297,7 +314,7 @@ def _compose_answer(
             sentence = " ".join(raw.split())
             if len(sentence) < SENTENCE_MIN_LENGTH:
                 continue
-            matched = {m.group().lower() for m in pattern.finditer(sentence)}
+            matched = _matched_keys(sentence.lower(), keys)
             key = sentence.casefold()
             if not matched or key in seen:
                 continue
