@@ -7,7 +7,9 @@ other threads. Several workers need Redis (REDIS_URL) for a shared cache.
 import os
 
 wsgi_app = "flamehaven.wsgi:application"
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# A container listens on all interfaces; set HOST to narrow it.
+host = os.environ.get("HOST", "0.0.0.0")  # noqa: S104
+bind = f"{host}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WORKERS", "4"))
 worker_class = "gthread"
 threads = int(os.environ.get("THREADS", "8"))

@@ -12,7 +12,6 @@ import codecs
 import os
 import re
 import zipfile
-from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
