@@ -12,7 +12,6 @@ expression, always as a bound parameter.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from django.urls import NoReverseMatch, reverse
 
 from stores.backends.base import Answer, SearchBackend, SearchOptions, Source
 from stores.backends.query import query_terms
+from stores.ingestion import split_sentences
 from stores.models import Document
 
 if TYPE_CHECKING:
@@ -285,14 +285,6 @@ def _snippet(text: str, keys: tuple[str, ...]) -> str:
     return snippet
 
 
-# After end punctuation (and a closing quote or bracket), or at a blank line.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"')\]])\s+|\n\s*\n")
-
-
-def _split_sentences(text: str) -> list[str]:
-    return [part for part in _SENTENCE_BREAK.split(text) if part and part.strip()]
-
-
 def _compose_answer(
     hits: list[_Hit],
     numbers: dict[int, int],
@@ -310,7 +302,7 @@ def _compose_answer(
     chunks = [hit for hit in hits if hit.document_id in numbers][:ANSWER_CHUNKS]
     for rank, hit in enumerate(chunks):
         weight = 1.0 / (1.0 + RANK_DECAY * rank)
-        for position, raw in enumerate(_split_sentences(hit.text)):
+        for position, raw in enumerate(split_sentences(hit.text)):
             sentence = " ".join(raw.split())
             if len(sentence) < SENTENCE_MIN_LENGTH:
                 continue

@@ -350,7 +350,7 @@ def test_long_chunk_snippet_is_a_window_around_the_match(store):
     assert snippet.startswith("…") and snippet.endswith("…")
     assert 200 <= len(snippet) <= 310
     # Cut between words, not inside them.
-    assert all(word.startswith("word") for word in snippet.strip("…").split()[:1])
+    assert set(snippet.strip("…").split()) <= set(text.split())
 
 
 def test_answer_sentences_are_attributed_to_their_sources(store):
