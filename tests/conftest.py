@@ -10,6 +10,27 @@ from django.core.cache import caches
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
+def _service_missing(item) -> str | None:
+    from django.conf import settings
+
+    if item.get_closest_marker("postgres"):
+        engine = settings.DATABASES["default"]["ENGINE"]
+        if "postgresql" not in engine:
+            return "needs PostgreSQL: set DATABASE_URL=postgres://..."
+    if item.get_closest_marker("redis") and not settings.REDIS_URL:
+        return "needs Redis: set REDIS_URL=redis://..."
+    return None
+
+
+def pytest_runtest_setup(item):
+    """Tests marked postgres/redis skip without the service, or fail in CI."""
+    reason = _service_missing(item)
+    if reason and REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but the test {reason}", pytrace=False)
+    if reason:
+        pytest.skip(reason)
+
+
 @pytest.fixture(autouse=True)
 def media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
