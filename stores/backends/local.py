@@ -285,6 +285,9 @@ def _snippet(text: str, keys: tuple[str, ...]) -> str:
     return snippet
 
 
+_NOT_PROSE = ("#", "|", "```", "---")
+
+
 def _compose_answer(
     hits: list[_Hit],
     numbers: dict[int, int],
@@ -304,7 +307,9 @@ def _compose_answer(
         weight = 1.0 / (1.0 + RANK_DECAY * rank)
         for position, raw in enumerate(split_sentences(hit.text)):
             sentence = " ".join(raw.split())
-            if len(sentence) < SENTENCE_MIN_LENGTH:
+            # Headings, table rows and code fences say what a passage is about,
+            # not what it says: they make poor answer sentences.
+            if len(sentence) < SENTENCE_MIN_LENGTH or sentence.startswith(_NOT_PROSE):
                 continue
             matched = _matched_keys(sentence.lower(), keys)
             key = sentence.casefold()
