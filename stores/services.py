@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import IO
 
 import structlog
@@ -20,6 +21,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
 
 from flamehaven.errors import (
     ApiError,
@@ -354,6 +356,29 @@ def _fail(document: Document, error: str) -> Document:
         store_bump_revision(store_id=document.store_id)
     log.warning("document_failed", document_id=document.pk, error=error)
     return document
+
+
+def documents_requeue_stuck(*, older_than: timedelta) -> list[int]:
+    """Queue again the documents a crashed worker left pending or processing.
+
+    Only those untouched for ``older_than``, so a document being ingested right
+    now is left alone. Returns their ids.
+    """
+    cutoff = timezone.now() - older_than
+    stuck = list(
+        Document.objects.filter(
+            status__in=[Document.Status.PENDING, Document.Status.PROCESSING],
+            updated_at__lt=cutoff,
+        ).values_list("pk", flat=True)
+    )
+    for document_id in stuck:
+        Document.objects.filter(pk=document_id).update(
+            status=Document.Status.PENDING, updated_at=timezone.now()
+        )
+        transaction.on_commit(lambda pk=document_id: _enqueue_ingest(pk))
+    if stuck:
+        log.warning("documents_requeued", count=len(stuck), document_ids=stuck[:50])
+    return stuck
 
 
 def document_get(*, store: Store, pk: int) -> Document:

@@ -407,7 +407,10 @@ def test_markdown_headings_are_not_answer_sentences():
         sha256="a" * 64,
         status="ready",
     )
-    text = "# Faster uploads\n\n## Making uploads faster\n\nSend files together: faster."
+    text = (
+        "# Faster uploads\n\n## Making uploads faster\n\nSend files together: faster."
+    )
+
     Chunk.objects.create(
         document=document, ordinal=0, text=text, start_char=0, end_char=len(text)
     )
