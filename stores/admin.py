@@ -108,6 +108,17 @@ class StoreForm(forms.ModelForm):
         return backend
 
 
+def _count_column(status: str, label: str | None = None):
+    """A changelist column for one of ``stores_with_counts``' annotations."""
+    field = f"documents_{status}"
+
+    @admin.display(description=label or status, ordering=field)
+    def column(self, store):
+        return getattr(store, field)
+
+    return column
+
+
 @admin.register(Store)
 class StoreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     form = StoreForm
@@ -141,25 +152,11 @@ class StoreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         actions.pop("delete_selected", None)  # it would bypass store_delete
         return actions
 
-    @admin.display(description="documents", ordering="documents_total")
-    def documents_total(self, store):
-        return store.documents_total
-
-    @admin.display(description="ready", ordering="documents_ready")
-    def documents_ready(self, store):
-        return store.documents_ready
-
-    @admin.display(description="processing", ordering="documents_processing")
-    def documents_processing(self, store):
-        return store.documents_processing
-
-    @admin.display(description="pending", ordering="documents_pending")
-    def documents_pending(self, store):
-        return store.documents_pending
-
-    @admin.display(description="failed", ordering="documents_failed")
-    def documents_failed(self, store):
-        return store.documents_failed
+    documents_total = _count_column("total", "documents")
+    documents_ready = _count_column("ready")
+    documents_processing = _count_column("processing")
+    documents_pending = _count_column("pending")
+    documents_failed = _count_column("failed")
 
     @admin.display(description="search")
     def search_link(self, store):

@@ -22,6 +22,11 @@ from stores.uploads import raise_if_oversized
 _UPLOAD_ERRORS = (413, 415, 422)
 
 
+def _upload_responses(serializer) -> dict:
+    """200 (content already stored), 201 (stored and indexed), 202 (queued)."""
+    return {code: serializer for code in (200, 201, 202)}
+
+
 def _uploaded_files(request, *fields: str) -> list:
     raise_if_oversized(request)
     return [
@@ -100,11 +105,7 @@ class DocumentViewSet(
     @extend_schema(
         summary="Upload one document (file) or several (files)",
         request={"multipart/form-data": DocumentUploadSerializer},
-        responses={
-            200: DocumentSerializer,
-            201: DocumentSerializer,
-            202: DocumentSerializer,
-        },
+        responses=_upload_responses(DocumentSerializer),
         description=(
             "One `file` answers with the document; `files` answers with "
             '`{"results": [documents]}`. 201 when stored and indexed, 202 when '
@@ -147,11 +148,7 @@ class UploadSingleView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": CompatUploadSerializer},
-        responses={
-            200: DocumentSerializer,
-            201: DocumentSerializer,
-            202: DocumentSerializer,
-        },
+        responses=_upload_responses(DocumentSerializer),
     )
     def post(self, request):
         store = services.store_get(name=request.data.get("store") or "default")
@@ -167,11 +164,7 @@ class UploadMultipleView(UploadSingleView):
 
     @extend_schema(
         request={"multipart/form-data": CompatUploadSerializer},
-        responses={
-            200: DocumentListResultSerializer,
-            201: DocumentListResultSerializer,
-            202: DocumentListResultSerializer,
-        },
+        responses=_upload_responses(DocumentListResultSerializer),
     )
     def post(self, request):
         return super().post(request)
