@@ -99,6 +99,9 @@ class Chunk(models.Model):
     document = models.ForeignKey(
         Document, on_delete=models.CASCADE, related_name="chunks"
     )
+    # Denormalised from the document: the full-text query filters by store on the
+    # chunk row itself, so no plan can rescan the index once per document.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
     ordinal = models.PositiveIntegerField()
     text = models.TextField()
     start_char = models.PositiveIntegerField()

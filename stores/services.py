@@ -312,6 +312,7 @@ def document_ingest(*, document_id: int) -> Document | None:
             [
                 Chunk(
                     document=document,
+                    store_id=document.store_id,
                     ordinal=ordinal,
                     text=span.text,
                     start_char=span.start_char,

@@ -68,9 +68,15 @@ POSTGRESQL_FORWARD = [
     CREATE INDEX stores_chunk_search_vector_gin
     ON stores_chunk USING GIN (search_vector)
     """,
+    # A chunk row (about 1 KB of text and its tsvector) is just over the default
+    # 2 KB toast threshold, so the tsvector went out of line and every match paid
+    # a TOAST fetch to check or rank it: searches 2-3x slower. Rows now stay
+    # inline up to a page.
+    "ALTER TABLE stores_chunk SET (toast_tuple_target = 8160)",
 ]
 
 POSTGRESQL_BACKWARD = [
+    "ALTER TABLE stores_chunk RESET (toast_tuple_target)",
     "DROP INDEX IF EXISTS stores_chunk_search_vector_gin",
     "ALTER TABLE stores_chunk DROP COLUMN IF EXISTS search_vector",
 ]

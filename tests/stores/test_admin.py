@@ -581,7 +581,7 @@ def test_anonymous_users_are_sent_to_the_login(client, store, path):
         mime_type="text/plain",
     )
     chunk = Chunk.objects.create(
-        document=document, ordinal=0, text="a", start_char=0, end_char=1
+        document=document, store=store, ordinal=0, text="a", start_char=0, end_char=1
     )
     url = path.format(store=store.pk, document=document.pk, chunk=chunk.pk)
 

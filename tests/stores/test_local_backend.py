@@ -35,6 +35,7 @@ def make_document(store, name, chunks, *, status=Document.Status.READY):
     for ordinal, text in enumerate(chunks):
         Chunk.objects.create(
             document=document,
+            store=store,
             ordinal=ordinal,
             text=text,
             start_char=start,
@@ -412,7 +413,12 @@ def test_markdown_headings_are_not_answer_sentences():
     )
 
     Chunk.objects.create(
-        document=document, ordinal=0, text=text, start_char=0, end_char=len(text)
+        document=document,
+        store=store,
+        ordinal=0,
+        text=text,
+        start_char=0,
+        end_char=len(text),
     )
 
     answer = LocalBackend().search(
