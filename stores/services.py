@@ -214,11 +214,18 @@ def documents_add(
     checked = check_uploads(files)
     results: list[tuple[Document, bool]] = []
     written: list[str] = []
-    seen: dict[str, Document] = {}
     try:
         with transaction.atomic():
+            # Content already in the store (or twice in this request) is not
+            # stored again.
+            seen = {
+                document.sha256: document
+                for document in Document.objects.filter(
+                    store=store, sha256__in={upload.sha256 for upload in checked}
+                )
+            }
             for upload in checked:
-                document = seen.get(upload.sha256) or _existing(store, upload.sha256)
+                document = seen.get(upload.sha256)
                 if document is not None:
                     results.append((document, False))
                     continue
@@ -307,7 +314,8 @@ def document_ingest(*, document_id: int) -> Document | None:
         return _fail(document, "An unexpected error stopped text extraction.")
 
     with transaction.atomic():
-        Chunk.objects.filter(document=document).delete()
+        if document.chunk_count:  # a re-index replaces the previous chunks
+            Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             [
                 Chunk(
