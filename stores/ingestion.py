@@ -12,6 +12,7 @@ import codecs
 import os
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -385,10 +386,35 @@ def _overlap_start(
 _SENTENCE_SPLIT = re.compile(
     r"(?<=[.!?])\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])"
     r"|(?<=[.!?][\"'’”)\]])\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])"
-    r"|\n\s*"
 )
+_BLOCK_START = re.compile(r"#|[-*+] |\d+[.)] |\||```")
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Paragraphs with wrapped lines joined. A heading is a piece of its own; a
+    list item, table row or code fence starts a new piece."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not _BLOCK_START.match(line):
+            lines.append(line)
+            continue
+        if lines:
+            yield " ".join(lines)
+        lines = []
+        if line.startswith("#"):
+            yield line
+        elif line:
+            lines = [line]
+    if lines:
+        yield " ".join(lines)
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences and lines, stripped, for building extractive answers."""
-    return [s for part in _SENTENCE_SPLIT.split(text) if (s := part.strip())]
+    """Sentences, with wrapped lines joined, for building extractive answers."""
+    return [
+        sentence
+        for piece in _pieces(text)
+        for part in _SENTENCE_SPLIT.split(piece)
+        if (sentence := part.strip())
+    ]

@@ -12,6 +12,7 @@ expression, always as a bound parameter.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -115,7 +116,9 @@ class LocalBackend(SearchBackend):
         numbers = {doc_id: n for n, doc_id in enumerate(best, start=1)}
         text = _compose_answer(hits, numbers, keys, settings.ANSWER_MAX_LENGTH)
         if not text:
-            text = _fit(f"{sources[0].snippet} [1]", settings.ANSWER_MAX_LENGTH)
+            # No whole sentence matched: quote the best passage instead.
+            room = settings.ANSWER_MAX_LENGTH - len(" [1]")
+            text = _fit(sources[0].snippet, room) + " [1]"
         return Answer(text=text, sources=sources, model=MODEL_NAME)
 
 
@@ -292,6 +295,24 @@ def _snippet(text: str, keys: tuple[str, ...]) -> str:
 
 
 _NOT_PROSE = ("#", "|", "```", "---")
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)]) ")
+_SENTENCE_END = tuple(".!?:;)\"'”’`")
+
+
+def _is_whole(sentence: str) -> bool:
+    """Whether a sentence can stand in an answer on its own.
+
+    Headings, table rows and code fences say what a passage is about, not what it
+    says. Chunks start and end inside sentences (overlap, size limits), so a
+    piece that starts in lower case or stops without punctuation is a fragment;
+    list items need no final punctuation.
+    """
+    if sentence.startswith(_NOT_PROSE):
+        return False
+    if _LIST_ITEM.match(sentence):
+        return True
+    first = next((ch for ch in sentence if ch.isalnum()), "")
+    return not first.islower() and sentence.endswith(_SENTENCE_END)
 
 
 def _compose_answer(
@@ -313,9 +334,7 @@ def _compose_answer(
         weight = 1.0 / (1.0 + RANK_DECAY * rank)
         for position, raw in enumerate(split_sentences(hit.text)):
             sentence = " ".join(raw.split())
-            # Headings, table rows and code fences say what a passage is about,
-            # not what it says: they make poor answer sentences.
-            if len(sentence) < SENTENCE_MIN_LENGTH or sentence.startswith(_NOT_PROSE):
+            if len(sentence) < SENTENCE_MIN_LENGTH or not _is_whole(sentence):
                 continue
             matched = _matched_keys(sentence.lower(), keys)
             key = sentence.casefold()

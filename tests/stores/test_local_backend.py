@@ -381,12 +381,37 @@ def test_answer_quotes_an_overlapping_sentence_once(store):
 
 def test_answer_respects_the_maximum_length(store, settings):
     settings.ANSWER_MAX_LENGTH = 120
-    sentence = " ".join(["aardvark"] + [f"filler{i}" for i in range(80)]) + "."
+    sentence = " ".join(["Aardvark"] + [f"filler{i}" for i in range(80)]) + "."
     make_document(store, "a.md", [sentence, sentence.replace("filler", "padding")])
 
     answer = search(store, "aardvark")
     assert len(answer.text) <= 120
     assert answer.text.endswith("[1]")
+
+
+def test_chunk_fragments_are_not_answer_sentences(store):
+    # Chunks overlap and are cut by size, so they start and end mid-sentence.
+    make_document(
+        store,
+        "wrap.md",
+        [
+            "uploads faster, send many files at once. Uploads stream to disk.\n"
+            "Big uploads are refused early and"
+        ],
+    )
+
+    answer = search(store, "uploads")
+
+    assert answer.text == "Uploads stream to disk. [1]"
+
+
+def test_wrapped_lines_are_joined_into_one_sentence(store):
+    make_document(store, "w.md", ["Uploads stream to temporary\nfiles on disk."])
+
+    assert (
+        search(store, "uploads").text
+        == "Uploads stream to temporary files on disk. [1]"
+    )
 
 
 @pytest.mark.django_db
