@@ -30,6 +30,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
+        parser.add_argument(
+            "--base-url",
+            default="http://127.0.0.1:8000",
+            help="where the service will answer, for the printed example",
+        )
 
     def handle(self, username: str, **options):
         call_command("migrate", interactive=False, verbosity=0)
@@ -75,5 +80,5 @@ class Command(BaseCommand):
             self.stdout.write(
                 "\nTry it:\n"
                 f'  curl -H "Authorization: Api-Key {key}" '
-                '"http://127.0.0.1:8000/api/search?q=how+do+uploads+work"\n'
+                f'"{options["base_url"]}/api/search?q=how+do+uploads+work"\n'
             )
