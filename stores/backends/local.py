@@ -38,6 +38,9 @@ NO_MATCH_TEXT = (
 # Chunks fetched per search: enough that the best chunk of top_k different
 # documents is usually among them, small enough to stay a few milliseconds.
 MIN_CANDIDATES = 30
+# A term found in this many of a store's chunks or more is "common": when the
+# question also has rarer terms, candidates come from those (see _candidates).
+COMMON_TERM_CHUNKS = 1000
 CANDIDATES_PER_SOURCE = 6
 # The answer quotes at most this many sentences, taken from this many top chunks.
 ANSWER_SENTENCES = 3
@@ -90,7 +93,7 @@ class LocalBackend(SearchBackend):
             return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
         top_k = max(1, options.top_k)
         limit = max(top_k * CANDIDATES_PER_SOURCE, MIN_CANDIDATES)
-        hits = _find_chunks(store, terms, limit)
+        hits = _candidates(store, terms, limit, top_k)
         if not hits:
             return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
 
@@ -170,6 +173,62 @@ _POSTGRESQL_SEARCH = """
 """
 
 
+def _candidates(store: Store, terms: list[str], limit: int, top_k: int) -> list[_Hit]:
+    """The chunks worth re-ranking, found without ranking every match.
+
+    Both indexes rank every chunk that matches any term, so a question with a
+    word found in a fifth of the store costs time in proportion to the store.
+    Such a word says little about which passage is meant (bm25 gives it almost
+    no weight), so when the question also has rarer words the candidates come
+    from those, provided they reach ``top_k`` documents. The common words still
+    count in the re-ranking, which reads the candidates' text.
+    """
+    if len(terms) > 1:
+        counts = _match_counts(store, terms, COMMON_TERM_CHUNKS)
+        rare = [
+            term
+            for term, n in zip(terms, counts, strict=True)
+            if n < COMMON_TERM_CHUNKS
+        ]
+        if rare and len(rare) < len(terms):
+            hits = _find_chunks(store, rare, limit)
+            if len({hit.document_id for hit in hits}) >= top_k:
+                return hits
+    return _find_chunks(store, terms, limit)
+
+
+def _match_counts(store: Store, terms: list[str], cap: int) -> list[int]:
+    """How many of the store's chunks match each term, counting no further than
+    ``cap`` (so a common term costs at most ``cap`` steps), in one round trip."""
+    if connection.vendor == "sqlite":
+        one = (
+            "(SELECT count(*) FROM (SELECT 1 FROM stores_chunk_fts "
+            "WHERE stores_chunk_fts MATCH %s LIMIT %s))"
+        )
+        params = [
+            value for term in terms for value in (_sqlite_match(store, [term]), cap)
+        ]
+    else:
+        one = (
+            "(SELECT count(*) FROM (SELECT 1 FROM stores_chunk WHERE store_id = %s "
+            "AND search_vector @@ to_tsquery('english', %s) LIMIT %s) AS t)"
+        )
+        params = [value for term in terms for value in (store.pk, term, cap)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join([one] * len(terms)), params)
+        return list(cursor.fetchone())
+
+
+def _sqlite_match(store: Store, terms: list[str]) -> str:
+    """An FTS5 MATCH for any of ``terms`` within ``store``.
+
+    Each term is a quoted FTS5 string, so no word is ever an operator; doubling
+    quotes is belt and braces (terms hold only letters and digits).
+    """
+    words = " OR ".join('"{}"'.format(t.replace('"', '""')) for t in terms)
+    return f'store_id : "{int(store.pk)}" AND text : ({words})'
+
+
 def _find_chunks(store: Store, terms: list[str], limit: int) -> list[_Hit]:
     """The best chunks of the store's ready documents, best first, in one query.
 
@@ -177,11 +236,7 @@ def _find_chunks(store: Store, terms: list[str], limit: int) -> list[_Hit]:
     question finds passages that share any of its words, ranked by how well.
     """
     if connection.vendor == "sqlite":
-        # Each term is a quoted FTS5 string, so no word is ever an operator;
-        # doubling quotes is belt and braces (terms hold only letters and digits).
-        words = " OR ".join('"{}"'.format(t.replace('"', '""')) for t in terms)
-        expression = f'store_id : "{int(store.pk)}" AND text : ({words})'
-        sql, params = _SQLITE_SEARCH, [expression, limit]
+        sql, params = _SQLITE_SEARCH, [_sqlite_match(store, terms), limit]
     elif connection.vendor == "postgresql":
         tsquery = " | ".join(terms)
         sql = _POSTGRESQL_SEARCH

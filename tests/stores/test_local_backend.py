@@ -450,3 +450,38 @@ def test_markdown_headings_are_not_answer_sentences():
     )
 
     assert answer.text == "Send files together: faster. [1]"
+
+
+# --- common terms ----------------------------------------------------------------
+
+
+@pytest.fixture
+def common_word_store(store, monkeypatch):
+    """'harbour' is in four documents (common, with the limit set to 3)."""
+    monkeypatch.setattr("stores.backends.local.COMMON_TERM_CHUNKS", 3)
+    for i in range(4):
+        make_document(store, f"harbour{i}.md", [f"The harbour report number {i}."])
+    make_document(store, "ferry.md", ["The harbour ferry timetable for Zanzibar."])
+    return store
+
+
+def test_a_rare_term_finds_its_passage_past_a_common_one(common_word_store):
+    answer = search(common_word_store, "harbour zanzibar", top_k=1)
+
+    assert [s.title for s in answer.sources] == ["ferry.md"]
+
+
+def test_common_terms_still_fill_the_sources_when_rare_ones_are_few(
+    common_word_store,
+):
+    answer = search(common_word_store, "harbour zanzibar", top_k=3)
+
+    titles = [s.title for s in answer.sources]
+    assert titles[0] == "ferry.md"
+    assert len(titles) == 3
+
+
+def test_only_common_terms_search_them_all(common_word_store):
+    answer = search(common_word_store, "harbour report", top_k=5)
+
+    assert len(answer.sources) == 5
