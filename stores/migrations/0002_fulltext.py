@@ -71,9 +71,13 @@ POSTGRESQL_FORWARD = [
     ADD COLUMN search_vector tsvector
     GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
     """,
+    # GIN queues new entries in a pending list that every search scans linearly
+    # until VACUUM merges it; after a bulk load the default 4 MB list made
+    # searches several times slower. A small list is merged often, in the insert.
     """
     CREATE INDEX stores_chunk_search_vector_gin
     ON stores_chunk USING GIN (search_vector)
+    WITH (gin_pending_list_limit = 256)
     """,
     # A chunk row (about 1 KB of text and its tsvector) is just over the default
     # 2 KB toast threshold, so the tsvector went out of line and every match paid
