@@ -208,12 +208,14 @@ def _match_counts(store: Store, terms: list[str], cap: int) -> list[int]:
         params = [
             value for term in terms for value in (_sqlite_match(store, [term]), cap)
         ]
-    else:
+    elif connection.vendor == "postgresql":
         one = (
             "(SELECT count(*) FROM (SELECT 1 FROM stores_chunk WHERE store_id = %s "
             "AND search_vector @@ to_tsquery('english', %s) LIMIT %s) AS t)"
         )
         params = [value for term in terms for value in (store.pk, term, cap)]
+    else:
+        raise _unsupported_vendor()
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join([one] * len(terms)), params)
         return list(cursor.fetchone())
@@ -242,14 +244,18 @@ def _find_chunks(store: Store, terms: list[str], limit: int) -> list[_Hit]:
         sql = _POSTGRESQL_SEARCH
         params = [tsquery, store.pk, tsquery, limit]
     else:
-        raise ImproperlyConfigured(
-            f"The local search backend supports SQLite and PostgreSQL, "
-            f"not {connection.vendor}."
-        )
+        raise _unsupported_vendor()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [_Hit(*row) for row in rows]
+
+
+def _unsupported_vendor() -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"The local search backend supports SQLite and PostgreSQL, "
+        f"not {connection.vendor}."
+    )
 
 
 def _rerank(hits: list[_Hit], keys: tuple[str, ...]) -> list[_Hit]:
