@@ -6,6 +6,7 @@ fresh database with its own temporary MEDIA_ROOT and DATA_DIR.
 
     .venv/bin/python bench/ingest_search.py --database both
     .venv/bin/python bench/ingest_search.py --docs 20000 --database sqlite
+    .venv/bin/python bench/ingest_search.py --database postgres --analyze
 
 Settings load once per process, so each database runs in a child process of this
 script (``--child``); the parent creates and drops the databases and prints the table.
@@ -199,7 +200,6 @@ def run_child(args: argparse.Namespace) -> dict:
         "statuses": statuses,
         "chunks": chunks,
         "docs_per_s": args.docs / ingest_s,
-        "ingest_s": ingest_s,
         "service": service_ms,
         "backend": backend_ms,
         "mean_sources": statistics.mean(counts),
@@ -227,12 +227,8 @@ def run_vendor(vendor: str, args: argparse.Namespace) -> dict:
     child += ["--searches", str(args.searches), "--seed", str(args.seed)]
     child += ["--analyze"] if args.analyze else []
     if args.profile:
-        child += [
-            "--profile",
-            args.profile,
-            "--profile-out",
-            f"{args.profile_out}.{vendor}",
-        ]
+        stats_file = f"{args.profile_out}.{vendor}"
+        child += ["--profile", args.profile, "--profile-out", stats_file]
     try:
         out = subprocess.run(
             child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
