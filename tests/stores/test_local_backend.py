@@ -414,40 +414,13 @@ def test_wrapped_lines_are_joined_into_one_sentence(store):
     )
 
 
-@pytest.mark.django_db
-def test_markdown_headings_are_not_answer_sentences():
-    from stores.backends import SearchOptions
-    from stores.backends.local import LocalBackend
-    from stores.models import Chunk, Document, Store
-
-    store = Store.objects.create(name="md")
-    document = Document.objects.create(
-        store=store,
-        filename="guide.md",
-        file="documents/g.md",
-        size_bytes=1,
-        mime_type="text/markdown",
-        sha256="a" * 64,
-        status="ready",
-    )
+def test_markdown_headings_are_not_answer_sentences(store):
     text = (
         "# Faster uploads\n\n## Making uploads faster\n\nSend files together: faster."
     )
+    make_document(store, "guide.md", [text])
 
-    Chunk.objects.create(
-        document=document,
-        store=store,
-        ordinal=0,
-        text=text,
-        start_char=0,
-        end_char=len(text),
-    )
-
-    answer = LocalBackend().search(
-        store,
-        "how do I make uploads faster?",
-        SearchOptions(top_k=3, model="", max_tokens=0, temperature=0),
-    )
+    answer = search(store, "how do I make uploads faster?")
 
     assert answer.text == "Send files together: faster. [1]"
 
