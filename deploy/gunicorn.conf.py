@@ -21,3 +21,11 @@ reload = os.environ.get("RELOAD", "false").lower() in ("1", "true", "yes")
 accesslog = None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """Django runs no system checks under gunicorn: run the one that matters here."""
+    if worker.age == 1:  # the first worker speaks for the server, once
+        from flamehaven.checks import log_shared_cache_warnings
+
+        log_shared_cache_warnings(workers=worker.cfg.workers)

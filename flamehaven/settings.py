@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_tasks",
+    "cachalot",
     "flamehaven.apps.FlamehavenConfig",
     "accounts",
     "stores",
@@ -126,17 +127,35 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------
+# locmem (per process) by default; Redis, through django-redis, when REDIS_URL is
+# set. Redis is then shared by the search cache, django-cachalot and rate limits.
 REDIS_URL = env.str("REDIS_URL", default="")
+# While Redis is unreachable, one connect attempt per this many seconds; every
+# other cache call in between fails at once (flamehaven.redis_breaker).
+REDIS_RETRY_SEC = env.float("REDIS_RETRY_SEC", default=5.0)
 SEARCH_CACHE_TTL = env.int("SEARCH_CACHE_TTL", default=3600)
 SEARCH_CACHE_MAX_ENTRIES = env.int("SEARCH_CACHE_MAX_ENTRIES", default=1000)
 if REDIS_URL:
+    from flamehaven import redis_breaker
+
     _redis = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            "CONNECTION_POOL_KWARGS": redis_breaker.pool_kwargs(REDIS_URL),
+        },
     }
     CACHES = {
-        "default": {**_redis, "KEY_PREFIX": "fh"},
+        # django-cachalot and django-ratelimit read and write this alias and do
+        # not catch cache errors: django-redis turns them into misses.
+        "default": {
+            **_redis,
+            "KEY_PREFIX": "fh",
+            "OPTIONS": {**_redis["OPTIONS"], "IGNORE_EXCEPTIONS": True},
+        },
+        # search.cache catches, logs and counts errors itself.
         "search": {**_redis, "KEY_PREFIX": "fh-search", "TIMEOUT": SEARCH_CACHE_TTL},
     }
 else:
@@ -153,9 +172,23 @@ else:
         },
     }
 
+# django-cachalot caches ORM reads of the small, read-mostly tables, so a search
+# answered from the search cache runs no SQL at all. Documents, chunks and the
+# full-text tables stay out: triggers change the index behind cachalot's back.
+# The timeout bounds how long an invalidation lost while Redis was down can
+# leave a stale row (the breaker also invalidates everything when Redis returns).
+CACHALOT_CACHE = "default"
+CACHALOT_TIMEOUT = 300
+CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
+    {"stores_store", "accounts_apikey", "auth_user"}
+)
+
 # --- Background tasks -----------------------------------------------------------
 # "immediate" runs ingestion in-process, so one process is a complete system.
 TASKS_BACKEND = env.str("TASKS_BACKEND", default="immediate")
+# gunicorn's worker count (deploy/gunicorn.conf.py); read here by the
+# `check --deploy` check that several workers have a shared cache.
+WORKERS = env.int("WORKERS", default=4)
 TASKS = {
     "default": {
         "BACKEND": {

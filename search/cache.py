@@ -1,24 +1,40 @@
-"""The search cache: key builder and plain-dict payloads on the ``search`` alias.
+"""The search cache: keys, lookups, clearing and hit/miss counts (alias ``search``).
 
 A key covers everything that changes an answer. It includes the store's ``uid``
 (a recreated store never meets an old entry) and ``revision`` (bumped by every
-document change, so a changed store is never answered from stale cache).
+document change, so a changed store is never answered from stale cache). Keys are
+``search:<store uid>:<sha256>``, so one store's entries can be found and dropped.
+
+The cache is an accelerator, never a dependency: every cache error is logged,
+counted and treated as a miss. Hits and misses are counted in Redis when the cache
+is Redis (shared by every worker), in the process otherwise; ``_count`` is the one
+place that counts, for the metrics to read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import Counter
 from typing import Any
 
 import structlog
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 
 log = structlog.get_logger(__name__)
 
 CACHE_ALIAS = "search"
 KEY_VERSION = "v1"
+ENTRY_PREFIX = "search:"
+_STATS_KEYS = {"hits": "stats:hits", "misses": "stats:misses"}
+
+# Counts kept in this process: hits and misses when the cache itself is
+# per-process, and always the errors (they happen when Redis cannot count them).
+_local = Counter()
+_local_lock = threading.Lock()
 
 
 def normalise_query(query: str) -> str:
@@ -50,21 +66,147 @@ def search_cache_key(
         ],
         separators=(",", ":"),
     )
-    return "search:" + hashlib.sha256(material.encode()).hexdigest()
+    digest = hashlib.sha256(material.encode()).hexdigest()
+    return f"{ENTRY_PREFIX}{store_uid}:{digest}"
 
 
-def cache_get(key: str) -> dict[str, Any] | None:
+def _cache():
+    return caches[CACHE_ALIAS]
+
+
+def _is_shared(cache) -> bool:
+    """Redis (django-redis) is shared by every worker; locmem is per process."""
+    return hasattr(cache, "delete_pattern")
+
+
+def _count_local(name: str) -> None:
+    with _local_lock:
+        _local[name] += 1
+
+
+def _failed(op: str, error: Exception) -> None:
+    _count_local("errors")
+    log.warning("search_cache_error", op=op, error=type(error).__name__)
+
+
+def _count(name: str) -> None:
+    """Count a hit or a miss where every worker sees it."""
+    cache = _cache()
+    if not _is_shared(cache):
+        _count_local(name)
+        return
     try:
-        return caches[CACHE_ALIAS].get(key)
-    except Exception:  # a cache outage must never fail a search
-        log.warning("search_cache_unavailable", op="get", exc_info=True)
+        cache.incr(_STATS_KEYS[name], ignore_key_check=True)
+    except Exception as error:
+        _failed("count", error)
+
+
+def lookup(key: str) -> dict[str, Any] | None:
+    """The cached payload, or None on a miss or when the cache is unavailable."""
+    try:
+        payload = _cache().get(key)
+    except Exception as error:  # a cache outage must never fail a search
+        _failed("get", error)
         return None
+    _count("misses" if payload is None else "hits")
+    return payload
 
 
-def cache_set(key: str, payload: dict[str, Any], ttl: int | None = None) -> None:
+def remember(key: str, payload: dict[str, Any], ttl: int | None = None) -> None:
     try:
-        caches[CACHE_ALIAS].set(
-            key, payload, settings.SEARCH_CACHE_TTL if ttl is None else ttl
-        )
-    except Exception:
-        log.warning("search_cache_unavailable", op="set", exc_info=True)
+        _cache().set(key, payload, settings.SEARCH_CACHE_TTL if ttl is None else ttl)
+    except Exception as error:
+        _failed("set", error)
+
+
+def _locmem_keys(cache: LocMemCache, prefix: str) -> list[str]:
+    # LocMemCache has no key listing; its dict and lock are the only way in.
+    made = cache.make_key(prefix)
+    with cache._lock:
+        return [
+            key
+            for key in cache._cache
+            if key.startswith(made) and not cache._has_expired(key)
+        ]
+
+
+def delete_entries(*, store_uid: str | None = None) -> int | None:
+    """Drop the entries of one store, or all entries; None if the cache failed.
+
+    Never a whole-cache flush: on Redis that would take the rate-limit counters and
+    other aliases with it. The counts survive too.
+    """
+    prefix = f"{ENTRY_PREFIX}{store_uid}:" if store_uid else ENTRY_PREFIX
+    cache = _cache()
+    try:
+        if _is_shared(cache):
+            return cache.delete_pattern(f"{prefix}*", itersize=500)
+        if isinstance(cache, LocMemCache):
+            keys = _locmem_keys(cache, prefix)
+            with cache._lock:
+                for key in keys:
+                    cache._delete(key)
+            return len(keys)
+    except Exception as error:
+        _failed("delete", error)
+        return None
+    return 0
+
+
+def _entry_count(cache) -> int | None:
+    if _is_shared(cache):
+        return sum(1 for _ in cache.iter_keys(f"{ENTRY_PREFIX}*", itersize=500))
+    if isinstance(cache, LocMemCache):
+        return len(_locmem_keys(cache, ENTRY_PREFIX))
+    return None
+
+
+def _backend_name(cache) -> str:
+    if _is_shared(cache):
+        return "redis"
+    if isinstance(cache, LocMemCache):
+        return "locmem"
+    return type(cache).__name__.lower()
+
+
+def stats() -> dict[str, Any]:
+    """Hits, misses, hit rate and entries; None for what an unavailable cache hides."""
+    cache = _cache()
+    shared = _is_shared(cache)
+    with _local_lock:
+        local = dict(_local)
+    figures: dict[str, Any] = {
+        "backend": _backend_name(cache),
+        "shared": shared,
+        "available": True,
+        "hits": local.get("hits", 0),
+        "misses": local.get("misses", 0),
+        "entries": None,
+    }
+    try:
+        if shared:
+            counts = cache.get_many(list(_STATS_KEYS.values()))
+            figures["hits"] = int(counts.get(_STATS_KEYS["hits"], 0))
+            figures["misses"] = int(counts.get(_STATS_KEYS["misses"], 0))
+        figures["entries"] = _entry_count(cache)
+    except Exception as error:
+        _failed("stats", error)
+        figures.update(available=False, hits=None, misses=None)
+    lookups = (figures["hits"] or 0) + (figures["misses"] or 0)
+    figures["hit_rate"] = (
+        round(figures["hits"] / lookups, 4)
+        if figures["hits"] is not None and lookups
+        else None
+    )
+    figures["max_entries"] = (
+        settings.SEARCH_CACHE_MAX_ENTRIES if isinstance(cache, LocMemCache) else None
+    )
+    figures["ttl_seconds"] = settings.SEARCH_CACHE_TTL
+    figures["errors"] = local.get("errors", 0)
+    return figures
+
+
+def reset_local_counts() -> None:
+    """Forget this process's counts (tests)."""
+    with _local_lock:
+        _local.clear()

@@ -63,3 +63,46 @@ class SearchResponseSerializer(serializers.Serializer):
     fallback = serializers.BooleanField()
     took_ms = serializers.FloatField()
     request_id = serializers.CharField()
+
+
+class CacheStatsSerializer(serializers.Serializer):
+    backend = serializers.CharField(help_text="redis, or locmem (per process).")
+    shared = serializers.BooleanField(
+        help_text="Whether every worker sees the same entries and counts."
+    )
+    available = serializers.BooleanField(
+        help_text="False while the cache cannot be reached; searches still answer."
+    )
+    hits = serializers.IntegerField(allow_null=True)
+    misses = serializers.IntegerField(allow_null=True)
+    hit_rate = serializers.FloatField(
+        allow_null=True, help_text="hits / (hits + misses); null before any lookup."
+    )
+    entries = serializers.IntegerField(allow_null=True)
+    max_entries = serializers.IntegerField(
+        allow_null=True, help_text="The locmem bound; null for Redis."
+    )
+    ttl_seconds = serializers.IntegerField()
+    errors = serializers.IntegerField(
+        help_text="Failed cache calls in the process that answered."
+    )
+
+
+class CacheClearRequestSerializer(serializers.Serializer):
+    store = serializers.CharField(
+        required=False,
+        max_length=63,
+        help_text="Clear only this store's entries; omit to clear all.",
+    )
+
+
+class CacheClearResponseSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    store = serializers.CharField(allow_null=True)
+    removed = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "Entries deleted; null if the cache could not be reached (the entries "
+            "are unreachable anyway: the store revisions moved on)."
+        ),
+    )

@@ -1,4 +1,4 @@
-"""The search service: clean query -> cache -> backend -> cache -> response payload."""
+"""The search service (clean query -> cache -> backend -> cache) and cache control."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from flamehaven.request_id import current_request_id
 from search import cache
 from stores.backends import SearchOptions, get_backend, local_backend
 from stores.models import Store
-from stores.services import gemini_configured, store_get
+from stores.services import (
+    gemini_configured,
+    store_bump_revision,
+    store_get,
+    stores_bump_revisions,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +95,7 @@ def search(params: SearchParams) -> dict[str, Any]:
         temperature=options.temperature,
         top_k=options.top_k,
     )
-    payload = cache.cache_get(key)
+    payload = cache.lookup(key)
     cached = payload is not None
     if not cached:
         answer = backend.search(store, query, options)
@@ -104,7 +109,7 @@ def search(params: SearchParams) -> dict[str, Any]:
             "backend": backend.name,
             "fallback": False,
         }
-        cache.cache_set(key, payload)
+        cache.remember(key, payload)
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     log.info(
         "search",
@@ -120,3 +125,24 @@ def search(params: SearchParams) -> dict[str, Any]:
         "took_ms": took_ms,
         "request_id": current_request_id(),
     }
+
+
+def cache_stats() -> dict[str, Any]:
+    return cache.stats()
+
+
+def cache_clear(*, store_name: str | None = None) -> dict[str, Any]:
+    """Clear one store's search-cache entries, or all of them.
+
+    The revision bump is what makes every worker miss, even one whose cache is
+    per-process or was unreachable just now; deleting the entries frees the space.
+    """
+    if store_name:
+        store = store_get(name=store_name)
+        store_bump_revision(store_id=store.pk)
+        removed = cache.delete_entries(store_uid=str(store.uid))
+    else:
+        stores_bump_revisions()
+        removed = cache.delete_entries()
+    log.info("search_cache_cleared", store=store_name, removed=removed)
+    return {"status": "success", "store": store_name, "removed": removed}

@@ -3,11 +3,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from search.serializers import (
+    CacheClearRequestSerializer,
+    CacheClearResponseSerializer,
+    CacheStatsSerializer,
     SearchQuerySerializer,
     SearchRequestSerializer,
     SearchResponseSerializer,
 )
-from search.services import SearchParams, search
+from search.services import SearchParams, cache_clear, cache_stats, search
 
 
 class SearchView(APIView):
@@ -43,3 +46,29 @@ class SearchView(APIView):
         form = SearchRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         return Response(search(SearchParams(**form.validated_data)))
+
+
+class CacheStatsView(APIView):
+    """Search-cache statistics: hits, misses, hit rate, entries."""
+
+    required_scope = "read"
+
+    @extend_schema(summary="Search-cache statistics", responses=CacheStatsSerializer)
+    def get(self, request):
+        return Response(cache_stats())
+
+
+class CacheClearView(APIView):
+    """Clear the search cache: one store's entries, or all."""
+
+    required_scope = "admin"
+
+    @extend_schema(
+        summary="Clear the search cache",
+        request=CacheClearRequestSerializer,
+        responses=CacheClearResponseSerializer,
+    )
+    def post(self, request):
+        form = CacheClearRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return Response(cache_clear(store_name=form.validated_data.get("store")))

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator, capfirst
 
 from flamehaven.errors import ApiError
-from search.services import SearchParams, search
+from search.services import SearchParams, cache_clear, search
 from stores import services
 from stores.models import Chunk, Document, Store
 from stores.uploads import raise_if_oversized
@@ -135,7 +135,7 @@ class StoreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     ]
     search_fields = ["name", "description"]
     readonly_fields = ["uid", "revision", "remote_name", "created_at", "updated_at"]
-    actions = ["delete_stores"]
+    actions = ["clear_search_cache", "delete_stores"]
 
     def get_queryset(self, request):
         return services.stores_with_counts()
@@ -201,6 +201,23 @@ class StoreAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     )
     def delete_stores(self, request, queryset):
         return self.confirm_or_delete(request, queryset, "delete_stores", "store")
+
+    @admin.action(
+        description="Clear the search cache of selected stores",
+        permissions=["change"],
+    )
+    def clear_search_cache(self, request, queryset):
+        stores = list(queryset)
+        removed = sum(
+            cache_clear(store_name=store.name)["removed"] or 0 for store in stores
+        )
+        self.message_user(
+            request,
+            f"Cleared the search cache of {len(stores)} "
+            f"{model_ngettext(queryset, len(stores))}: "
+            f"{removed} cached answer(s) removed.",
+            messages.SUCCESS,
+        )
 
     def get_urls(self):
         search_view = self.admin_site.admin_view(self.search_view)

@@ -126,8 +126,17 @@ def store_delete(*, store: Store) -> None:
 
 
 def store_bump_revision(*, store_id: int) -> None:
-    """Mark the store's searchable content as changed (search cache keys follow)."""
+    """Mark the store's searchable content as changed (search cache keys follow).
+
+    One UPDATE with F(): concurrent bumps never lose one, and django-cachalot
+    drops its cached store rows on commit, in every worker sharing the cache.
+    """
     Store.objects.filter(pk=store_id).update(revision=F("revision") + 1)
+
+
+def stores_bump_revisions() -> None:
+    """Bump every store's revision: no search-cache entry written before is used."""
+    Store.objects.update(revision=F("revision") + 1)
 
 
 # --- Uploads --------------------------------------------------------------------

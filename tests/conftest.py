@@ -39,8 +39,11 @@ def media_root(tmp_path, settings):
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
+    from search.cache import reset_local_counts
+
     for alias in ("default", "search"):
         caches[alias].clear()
+    reset_local_counts()
     yield
 
 

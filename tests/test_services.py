@@ -63,10 +63,12 @@ def test_search_answers_are_cached_in_redis(write_client, store):
 
     upload(write_client, "default", {"r.txt": b"Redis keeps the cached answers."})
     client = redis.Redis.from_url(settings.REDIS_URL)
-    before = set(client.scan_iter("fh-search:*"))
+    entries = "fh-search:1:search:*"
+    before = set(client.scan_iter(entries))
 
     first = search(SearchParams(query="cached answers"))
     second = search(SearchParams(query="cached answers"))
 
     assert (first["cached"], second["cached"]) == (False, True)
-    assert len(set(client.scan_iter("fh-search:*")) - before) == 1
+    assert len(set(client.scan_iter(entries)) - before) == 1
+    assert int(client.get("fh-search:1:stats:hits")) == 1
