@@ -16,6 +16,8 @@ def service_info() -> dict:
             "search": reverse("search"),
             "upload_single": reverse("upload-single"),
             "upload_multiple": reverse("upload-multiple"),
+            "cache_stats": reverse("cache-stats"),
+            "cache_clear": reverse("cache-clear"),
             "health": reverse("health"),
             "schema": reverse("schema"),
             "docs": reverse("swagger-ui"),
@@ -25,7 +27,7 @@ def service_info() -> dict:
         "features": {
             "gemini": gemini_configured(),
             "local_search": True,
-            "cache": settings.CACHES["search"]["BACKEND"].rsplit(".", 1)[-1],
+            "cache": "redis" if settings.REDIS_URL else "locmem",
             "tasks": settings.TASKS_BACKEND,
         },
     }
