@@ -13,6 +13,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.models import ApiKey
+from flamehaven.rowmemo import RowMemo
 
 if TYPE_CHECKING:
     # DRF imports this module from its settings while loading its views.
@@ -57,6 +58,22 @@ class ApiKeyUser:
         return self.username
 
 
+# Usable keys by prefix, shared by the process's threads: a revoke or any other
+# write to the table is seen by the next request (flamehaven.rowmemo).
+_usable_keys = RowMemo("accounts_apikey")
+
+
+def _key_from(key: str) -> ApiKey:
+    """ApiKey.objects.get_from_key, with the row from the memo."""
+    prefix = key.partition(".")[0]
+    api_key = _usable_keys.fetch(
+        prefix, lambda: ApiKey.objects.get_usable_keys().get(prefix=prefix)
+    )
+    if not api_key.is_valid(key):
+        raise ApiKey.DoesNotExist("Key is not valid.")
+    return api_key
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticate with a scoped API key; leave other schemes to other classes."""
 
@@ -68,7 +85,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Invalid API key.")
         try:
             key = parts[1].decode("ascii")
-            api_key = ApiKey.objects.get_from_key(key)
+            api_key = _key_from(key)
         except (UnicodeDecodeError, ApiKey.DoesNotExist):
             # One message for every failure: never say which part was wrong,
             # and never echo the key.

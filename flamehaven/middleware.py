@@ -5,6 +5,7 @@ import time
 import structlog
 from django.conf import settings
 
+from flamehaven import rowmemo
 from flamehaven.request_id import accept_or_new, reset_request_id, set_request_id
 
 access_log = structlog.get_logger("flamehaven.access")
@@ -23,7 +24,8 @@ class RequestIdMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            response = self.get_response(request)
+            with rowmemo.request_scope():
+                response = self.get_response(request)
         finally:
             reset_request_id(token)
         response["X-Request-ID"] = request_id

@@ -6,9 +6,10 @@ document change, so a changed store is never answered from stale cache). Keys ar
 ``search:<store uid>:<sha256>``, so one store's entries can be found and dropped.
 
 The cache is an accelerator, never a dependency: every cache error is logged,
-counted and treated as a miss. Hits and misses are counted in Redis when the cache
-is Redis (shared by every worker), in the process otherwise; ``_count`` is the one
-place that counts, for the metrics to read.
+counted and treated as a miss. Lookups and misses are counted in Redis when the
+cache is Redis (shared by every worker), in the process otherwise; ``lookup`` is
+the one place that counts, for the metrics to read. A hit costs one round trip to
+Redis: the GET and the count go in one pipeline.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ import structlog
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django_redis import get_redis_connection
 
 log = structlog.get_logger(__name__)
 
 CACHE_ALIAS = "search"
 KEY_VERSION = "v1"
 ENTRY_PREFIX = "search:"
-_STATS_KEYS = {"hits": "stats:hits", "misses": "stats:misses"}
+_STATS_KEYS = {"lookups": "stats:lookups", "misses": "stats:misses"}
 
-# Counts kept in this process: hits and misses when the cache itself is
+# Counts kept in this process: lookups and misses when the cache itself is
 # per-process, and always the errors (they happen when Redis cannot count them).
 _local = Counter()
 _local_lock = threading.Lock()
@@ -89,26 +91,43 @@ def _failed(op: str, error: Exception) -> None:
     log.warning("search_cache_error", op=op, error=type(error).__name__)
 
 
-def _count(name: str) -> None:
-    """Count a hit or a miss where every worker sees it."""
+def _count_miss() -> None:
     cache = _cache()
     if not _is_shared(cache):
-        _count_local(name)
+        _count_local("misses")
         return
     try:
-        cache.incr(_STATS_KEYS[name], ignore_key_check=True)
+        cache.incr(_STATS_KEYS["misses"], ignore_key_check=True)
     except Exception as error:
         _failed("count", error)
 
 
+def _get_and_count(cache, key: str) -> Any:
+    """The entry, with the lookup counted in the same round trip to Redis."""
+    if not _is_shared(cache):
+        _count_local("lookups")
+        return cache.get(key)
+    pipe = get_redis_connection(CACHE_ALIAS).pipeline(transaction=False)
+    pipe.get(cache.make_key(key))
+    pipe.incr(cache.make_key(_STATS_KEYS["lookups"]))
+    raw, _ = pipe.execute()
+    return None if raw is None else cache.client.decode(raw)
+
+
 def lookup(key: str) -> dict[str, Any] | None:
-    """The cached payload, or None on a miss or when the cache is unavailable."""
+    """The cached payload, or None on a miss or when the cache is unavailable.
+
+    Counted here, the one place for hits and misses: lookups (every answered
+    lookup) and misses; hits are the difference.
+    """
+    cache = _cache()
     try:
-        payload = _cache().get(key)
+        payload = _get_and_count(cache, key)
     except Exception as error:  # a cache outage must never fail a search
         _failed("get", error)
         return None
-    _count("misses" if payload is None else "hits")
+    if payload is None:
+        _count_miss()
     return payload
 
 
@@ -179,15 +198,16 @@ def stats() -> dict[str, Any]:
         "backend": _backend_name(cache),
         "shared": shared,
         "available": True,
-        "hits": local.get("hits", 0),
+        "hits": local.get("lookups", 0) - local.get("misses", 0),
         "misses": local.get("misses", 0),
         "entries": None,
     }
     try:
         if shared:
             counts = cache.get_many(list(_STATS_KEYS.values()))
-            figures["hits"] = int(counts.get(_STATS_KEYS["hits"], 0))
+            lookups = int(counts.get(_STATS_KEYS["lookups"], 0))
             figures["misses"] = int(counts.get(_STATS_KEYS["misses"], 0))
+            figures["hits"] = lookups - figures["misses"]
         figures["entries"] = _entry_count(cache)
     except Exception as error:
         _failed("stats", error)

@@ -18,6 +18,7 @@ from stores.models import Store
 from stores.services import (
     gemini_configured,
     store_bump_revision,
+    store_for_read,
     store_get,
     stores_bump_revisions,
 )
@@ -75,7 +76,7 @@ def search(params: SearchParams) -> dict[str, Any]:
     query = clean_query(params.query)
     if params.mode not in MODES:
         raise ValidationFailed(details={"mode": [f"Choose one of {', '.join(MODES)}."]})
-    store = store_get(name=params.store_name)
+    store = store_for_read(name=params.store_name)
     backend = _backend_for(store, params.mode)
     options = SearchOptions(
         top_k=max(1, min(params.top_k or settings.MAX_SOURCES, settings.MAX_SOURCES)),
@@ -111,14 +112,17 @@ def search(params: SearchParams) -> dict[str, Any]:
         }
         cache.remember(key, payload)
     took_ms = round((time.perf_counter() - started) * 1000, 2)
-    log.info(
-        "search",
+    # The request's access line carries these; a miss, the expensive case, also
+    # gets a line of its own.
+    structlog.contextvars.bind_contextvars(
         store=store.name,
         backend=payload["backend"],
         cached=cached,
         sources=len(payload["sources"]),
-        took_ms=took_ms,
+        search_ms=took_ms,
     )
+    if not cached:
+        log.info("search")
     return {
         **payload,
         "cached": cached,

@@ -33,6 +33,7 @@ from flamehaven.errors import (
     TooManyFiles,
     ValidationFailed,
 )
+from flamehaven.rowmemo import RowMemo
 from stores import ingestion
 from stores.backends import get_backend
 from stores.models import Chunk, Document, Store
@@ -72,6 +73,15 @@ def store_get(*, name: str) -> Store:
     if store is None:
         raise StoreNotFound(f"Store '{name}' not found", details={"store": name})
     return store
+
+
+# Stores by name for hot read paths (search); see flamehaven.rowmemo.
+_store_rows = RowMemo("stores_store")
+
+
+def store_for_read(*, name: str) -> Store:
+    """store_get for hot read paths: the row is shared, never change it."""
+    return _store_rows.fetch(name, lambda: store_get(name=name))
 
 
 def store_create(

@@ -39,11 +39,13 @@ def media_root(tmp_path, settings):
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
+    from flamehaven import rowmemo
     from search.cache import reset_local_counts
 
     for alias in ("default", "search"):
         caches[alias].clear()
     reset_local_counts()
+    rowmemo.clear_all()
     yield
 
 

@@ -17,6 +17,7 @@ can take the dependency away mid-run and bring it back.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import secrets
 import selectors
@@ -168,8 +169,8 @@ class ServerProcess:
                     return
             except urllib.error.HTTPError:
                 return  # it answered; what it said is the caller's business
-            except OSError:
-                pass
+            except (OSError, http.client.HTTPException):
+                pass  # not listening yet, or a worker restarting
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"The server did not answer /health within "

@@ -71,4 +71,5 @@ def test_search_answers_are_cached_in_redis(write_client, store):
 
     assert (first["cached"], second["cached"]) == (False, True)
     assert len(set(client.scan_iter(entries)) - before) == 1
-    assert int(client.get("fh-search:1:stats:hits")) == 1
+    assert int(client.get("fh-search:1:stats:lookups")) == 2
+    assert int(client.get("fh-search:1:stats:misses")) == 1

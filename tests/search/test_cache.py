@@ -412,3 +412,20 @@ def test_check_is_quiet_with_a_shared_cache(settings):
     settings.TASKS_BACKEND = "database"
 
     assert shared_cache_warnings(workers=8) == []
+
+
+def test_the_access_line_says_whether_the_answer_was_cached(
+    read_client, two_stores, caplog
+):
+    caplog.set_level("INFO")
+    _search(read_client)
+    _search(read_client)
+
+    records = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+    access = [r for r in records if r["event"] == "request" and r["route"] == "search"]
+    assert [(r["cached"], r["store"], r["sources"]) for r in access] == [
+        (False, "default", 1),
+        (True, "default", 1),
+    ]
+    # A miss, the expensive case, also has a line of its own.
+    assert [r["cached"] for r in records if r["event"] == "search"] == [False]
