@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-cache clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/ingest_search.py
+
+# Needs wrk (apt-get install wrk) and Redis on 127.0.0.1:6379 (or --no-redis).
+bench-cache: $(VENV)/.installed-dev
+	$(BIN)/python bench/cache_http.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
