@@ -46,14 +46,8 @@ def shared_cache_warnings(*, workers: int) -> list[checks.Warning]:
 
 @checks.register(checks.Tags.caches)
 def check_shared_cache(app_configs, **kwargs) -> list[checks.CheckMessage]:
-    # The web server's own worker count is checked by deploy/gunicorn.conf.py
-    # (runserver is one process whatever WORKERS says).
-    return shared_cache_warnings(workers=1)
-
-
-@checks.register(checks.Tags.caches, deploy=True)
-def check_shared_cache_deploy(app_configs, **kwargs) -> list[checks.CheckMessage]:
-    # `check --deploy` judges the production setup: gunicorn with WORKERS.
+    # WORKERS is what gunicorn will run (deploy/gunicorn.conf.py); gunicorn also
+    # runs this check itself with its real worker count, 4 when WORKERS is unset.
     return shared_cache_warnings(workers=settings.WORKERS)
 
 

@@ -186,9 +186,10 @@ CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
 # --- Background tasks -----------------------------------------------------------
 # "immediate" runs ingestion in-process, so one process is a complete system.
 TASKS_BACKEND = env.str("TASKS_BACKEND", default="immediate")
-# gunicorn's worker count (deploy/gunicorn.conf.py); read here by the
-# `check --deploy` check that several workers have a shared cache.
-WORKERS = env.int("WORKERS", default=4)
+# gunicorn's worker count (deploy/gunicorn.conf.py, 4 when unset), read here by
+# the system check that several workers share a cache. Unset means one process
+# here: runserver, `make run`.
+WORKERS = env.int("WORKERS", default=1)
 TASKS = {
     "default": {
         "BACKEND": {
