@@ -93,6 +93,12 @@ def any_down() -> bool:
     return any(breaker.is_down for breaker in list(_breakers.values()))
 
 
+def reset() -> None:
+    """Forget every server's state (tests point caches at dead addresses)."""
+    with _breakers_lock:
+        _breakers.clear()
+
+
 def _drop_cachalot_reads() -> None:
     try:
         from cachalot.api import invalidate

@@ -39,13 +39,14 @@ def media_root(tmp_path, settings):
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
-    from flamehaven import rowmemo
+    from flamehaven import redis_breaker, rowmemo
     from search.cache import reset_local_counts
 
     for alias in ("default", "search"):
         caches[alias].clear()
     reset_local_counts()
     rowmemo.clear_all()
+    redis_breaker.reset()
     yield
 
 
