@@ -4,6 +4,8 @@ The caches are pointed at a TCP proxy in front of the real Redis (or at a closed
 port), so the test can take Redis away mid-run and bring it back.
 """
 
+import socket
+import threading
 import time
 
 import pytest
@@ -127,3 +129,51 @@ def test_a_failed_cache_write_is_counted_not_raised(settings, read_client, corpu
 
     assert cache.lookup("search:x:y") is None
     assert cache.stats()["errors"] >= 2
+
+
+class SilentServer:
+    """Accepts connections and never answers: a hung Redis."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_searches_answer_when_redis_hangs(
+    settings, read_client, corpus, silent_server, caplog
+):
+    settings.REDIS_RETRY_SEC = 60
+    settings.CACHES = _caches_at(silent_server.port)
+
+    first = _search(read_client)  # waits for the socket timeouts, once
+    tried = len(silent_server.accepted)
+    later = [_search(read_client) for _ in range(3)]
+
+    assert [r["cached"] for r in [first, *later]] == [False] * 4
+    assert "redis_unavailable" in _events(caplog)
+    # The breaker is open: later requests do not even connect, so none waits.
+    assert tried >= 1
+    assert len(silent_server.accepted) == tried
