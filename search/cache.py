@@ -97,7 +97,7 @@ def _count_miss() -> None:
         _count_local("misses")
         return
     try:
-        cache.incr(_STATS_KEYS["misses"], ignore_key_check=True)
+        get_redis_connection(CACHE_ALIAS).incr(cache.make_key(_STATS_KEYS["misses"]))
     except Exception as error:
         _failed("count", error)
 
