@@ -1,0 +1,1 @@
+"""Fakes of remote services that the real client libraries talk to over HTTP."""
