@@ -261,6 +261,11 @@ GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="") or env.str(
 GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="")
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="gemini-2.5-flash")
 UPLOAD_TIMEOUT_SEC = env.int("UPLOAD_TIMEOUT_SEC", default=60)
+# Per HTTP call to Gemini; the SDK retries 408/429/5xx and timeouts this many
+# times in all, waiting about GEMINI_RETRY_DELAY_SEC, then doubling, with jitter.
+GEMINI_TIMEOUT_SEC = env.float("GEMINI_TIMEOUT_SEC", default=30.0)
+GEMINI_RETRY_ATTEMPTS = env.int("GEMINI_RETRY_ATTEMPTS", default=4)
+GEMINI_RETRY_DELAY_SEC = env.float("GEMINI_RETRY_DELAY_SEC", default=1.0)
 MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=1024)
 TEMPERATURE = env.float("TEMPERATURE", default=0.5)
 MAX_SOURCES = env.int("MAX_SOURCES", default=5)

@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from django.urls import NoReverseMatch, reverse
+
 if TYPE_CHECKING:
     from stores.models import Document, Store
 
@@ -60,3 +62,14 @@ class SearchBackend(ABC):
     @abstractmethod
     def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
         """Answer a question from the store's documents, with sources."""
+
+
+def document_uri(store_name: str, document_id: int) -> str:
+    try:
+        return reverse(
+            "document-detail", kwargs={"store_name": store_name, "pk": document_id}
+        )
+    except NoReverseMatch:
+        # The documents API may not be routed (or not under that name); the
+        # documented path is still the right answer for a client.
+        return f"/api/stores/{store_name}/documents/{document_id}/"

@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.urls import NoReverseMatch, reverse
 
-from stores.backends.base import Answer, SearchBackend, SearchOptions, Source
+from stores.backends.base import (
+    Answer,
+    SearchBackend,
+    SearchOptions,
+    Source,
+    document_uri,
+)
 from stores.backends.query import query_terms
 from stores.ingestion import split_sentences
 from stores.models import Document
@@ -108,7 +113,7 @@ class LocalBackend(SearchBackend):
         sources = [
             Source(
                 title=hit.filename,
-                uri=_document_uri(store.name, hit.document_id),
+                uri=document_uri(store.name, hit.document_id),
                 document_id=hit.document_id,
                 snippet=_snippet(hit.text, keys),
                 # Positive even when neither the terms nor the index say much.
@@ -278,17 +283,6 @@ def _rerank(hits: list[_Hit], keys: tuple[str, ...]) -> list[_Hit]:
     ]
     # Stable: equal scores keep the index's order.
     return sorted(rescored, key=lambda hit: -hit.score)
-
-
-def _document_uri(store_name: str, document_id: int) -> str:
-    try:
-        return reverse(
-            "document-detail", kwargs={"store_name": store_name, "pk": document_id}
-        )
-    except NoReverseMatch:
-        # The documents API may not be routed (or not under that name); the
-        # documented path is still the right answer for a client.
-        return f"/api/stores/{store_name}/documents/{document_id}/"
 
 
 # --- Snippets and answers ---------------------------------------------------------
