@@ -10,10 +10,11 @@ from typing import Any
 import structlog
 from django.conf import settings
 
-from flamehaven.errors import EmptyQuery, ValidationFailed
+from flamehaven.errors import EmptyQuery, UpstreamUnavailable, ValidationFailed
 from flamehaven.request_id import current_request_id
 from search import cache
-from stores.backends import SearchOptions, get_backend, local_backend
+from search.answer_checks import check_answer
+from stores.backends import SearchBackend, SearchOptions, get_backend, local_backend
 from stores.models import Store
 from stores.services import (
     gemini_configured,
@@ -26,6 +27,8 @@ from stores.services import (
 log = structlog.get_logger(__name__)
 
 MODES = ("auto", "gemini", "local")
+# A fallback answer is kept this long, so Gemini is tried again soon.
+FALLBACK_CACHE_TTL = 60
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,52 @@ def clean_query(query: str) -> str:
     return query
 
 
-def _backend_for(store: Store, mode: str):
+def _backend_for(store: Store, mode: str) -> SearchBackend:
     if mode == "local":
         return local_backend()
-    if mode == "gemini" and not gemini_configured():
-        raise ValidationFailed(
-            "mode=gemini needs Gemini configured on this server.",
-            details={"mode": ["Gemini is not configured (GEMINI_API_KEY)."]},
-        )
+    if mode == "gemini":
+        if not gemini_configured():
+            raise ValidationFailed(
+                "mode=gemini needs Gemini configured on this server.",
+                details={"mode": ["Gemini is not configured (GEMINI_API_KEY)."]},
+            )
+        if store.backend != Store.Backend.GEMINI:
+            raise ValidationFailed(
+                f"Store '{store.name}' is not indexed in Gemini.",
+                details={"mode": ["Use mode=auto or mode=local for this store."]},
+            )
     return get_backend(store)
+
+
+def _answer(
+    store: Store, backend: SearchBackend, query: str, options: SearchOptions, mode: str
+) -> tuple[dict[str, Any], int | None]:
+    """The response payload for a miss, and how long to cache it (None: default).
+
+    In auto mode, a Gemini store whose backend is unavailable after its retries
+    (timeout, 429, 5xx) is answered from the local index, flagged ``fallback``
+    and cached only briefly, so Gemini is asked again soon.
+    """
+    fallback = False
+    try:
+        answer = backend.search(store, query, options)
+    except UpstreamUnavailable as exc:
+        if mode != "auto" or backend.name == "local":
+            raise
+        log.warning("search_fallback", store=store.name, error=exc.message)
+        backend, fallback = local_backend(), True
+        answer = backend.search(store, query, options)
+    payload = {
+        "status": "success",
+        "answer": check_answer(answer.text),
+        "sources": [asdict(source) for source in answer.sources],
+        "model": answer.model,
+        "query": query,
+        "store": store.name,
+        "backend": backend.name,
+        "fallback": fallback,
+    }
+    return payload, FALLBACK_CACHE_TTL if fallback else None
 
 
 def search(params: SearchParams) -> dict[str, Any]:
@@ -99,18 +139,8 @@ def search(params: SearchParams) -> dict[str, Any]:
     payload = cache.lookup(key)
     cached = payload is not None
     if not cached:
-        answer = backend.search(store, query, options)
-        payload = {
-            "status": "success",
-            "answer": answer.text,
-            "sources": [asdict(source) for source in answer.sources],
-            "model": answer.model,
-            "query": query,
-            "store": store.name,
-            "backend": backend.name,
-            "fallback": False,
-        }
-        cache.remember(key, payload)
+        payload, ttl = _answer(store, backend, query, options, params.mode)
+        cache.remember(key, payload, ttl)
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     # The request's access line carries these; a miss, the expensive case, also
     # gets a line of its own.

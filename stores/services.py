@@ -31,6 +31,8 @@ from flamehaven.errors import (
     StoreExists,
     StoreNotFound,
     TooManyFiles,
+    UpstreamError,
+    UpstreamUnavailable,
     ValidationFailed,
 )
 from flamehaven.rowmemo import RowMemo
@@ -103,11 +105,13 @@ def store_create(
     try:
         with transaction.atomic():
             store.save()
+            # Inside the transaction: if Gemini cannot make the remote store, the
+            # row goes too, and the client gets the upstream error.
+            get_backend(store).create_store(store)
     except IntegrityError as exc:
         raise StoreExists(
             f"Store '{name}' already exists", details={"store": name}
         ) from exc
-    transaction.on_commit(lambda: get_backend(store).create_store(store))
     log.info("store_created", store=name, backend=backend)
     return store
 
@@ -129,10 +133,22 @@ def store_delete(*, store: Store) -> None:
 
     def cleanup() -> None:
         _delete_files(file_names)
-        backend.delete_store(store)
+        _delete_remote(backend.delete_store, store, remote=store.remote_name)
 
     transaction.on_commit(cleanup)
     log.info("store_deleted", store=store.name, documents=len(file_names))
+
+
+def _delete_remote(delete, target, *, remote: str) -> None:
+    """Delete a remote copy after ours is gone; if the backend cannot, log it.
+
+    Ours is already deleted: a backend outage must not bring it back or fail the
+    request, but what was left behind must be findable.
+    """
+    try:
+        delete(target)
+    except ApiError as exc:
+        log.error("remote_copy_left_behind", remote=remote, error=exc.message)
 
 
 def store_bump_revision(*, store_id: int) -> None:
@@ -332,6 +348,14 @@ def document_ingest(*, document_id: int) -> Document | None:
         log.exception("ingest_crashed", document_id=document.pk)
         return _fail(document, "An unexpected error stopped text extraction.")
 
+    # The remote index first (Gemini stores): the new chunks and "ready" are
+    # committed only when it has the document, so a re-indexed document stays
+    # searchable through the old ones meanwhile.
+    try:
+        get_backend(document.store).add_document(document)
+    except (UpstreamError, UpstreamUnavailable) as exc:
+        return _fail(document, exc.message)
+
     with transaction.atomic():
         if document.chunk_count:  # a re-index replaces the previous chunks
             Chunk.objects.filter(document=document).delete()
@@ -366,12 +390,18 @@ def document_ingest(*, document_id: int) -> Document | None:
             ]
         )
         store_bump_revision(store_id=document.store_id)
-    get_backend(document.store).add_document(document)
     log.info("document_ingested", document_id=document.pk, chunks=len(spans))
     return document
 
 
 def _fail(document: Document, error: str) -> Document:
+    if document.remote_name:  # a failed document is searchable nowhere
+        _delete_remote(
+            get_backend(document.store).delete_document,
+            document,
+            remote=document.remote_name,
+        )
+        document.remote_name = ""
     with transaction.atomic():
         Chunk.objects.filter(document=document).delete()
         document.status = Document.Status.FAILED
@@ -379,7 +409,14 @@ def _fail(document: Document, error: str) -> Document:
         document.chunk_count = 0
         document.char_count = 0
         document.save(
-            update_fields=["status", "error", "chunk_count", "char_count", "updated_at"]
+            update_fields=[
+                "status",
+                "error",
+                "chunk_count",
+                "char_count",
+                "remote_name",
+                "updated_at",
+            ]
         )
         store_bump_revision(store_id=document.store_id)
     log.warning("document_failed", document_id=document.pk, error=error)
@@ -440,7 +477,7 @@ def document_delete(*, document: Document) -> None:
 
     def cleanup() -> None:
         _delete_files([file_name])
-        backend.delete_document(document)
+        _delete_remote(backend.delete_document, document, remote=document.remote_name)
 
     transaction.on_commit(cleanup)
     log.info("document_deleted", document_id=document_id, store=document.store.name)

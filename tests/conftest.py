@@ -102,3 +102,31 @@ def upload(client, store_name: str, files: dict[str, bytes], field: str = "file"
     payload = [SimpleUploadedFile(name, content) for name, content in files.items()]
     data = {field: payload[0] if field == "file" and len(payload) == 1 else payload}
     return client.post(f"/api/stores/{store_name}/documents/", data, format="multipart")
+
+
+GEMINI_TEST_KEY = "test-gemini-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def _gemini_server():
+    from tests.fakes.gemini import GeminiFake
+
+    with GeminiFake(api_key=GEMINI_TEST_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini(_gemini_server, settings):
+    """Gemini configured, and the real SDK pointed at a fresh HTTP fake."""
+    from stores.backends import gemini as gemini_backend
+
+    _gemini_server.reset()
+    settings.GEMINI_API_KEY = GEMINI_TEST_KEY
+    settings.GEMINI_BASE_URL = _gemini_server.base_url
+    settings.GEMINI_RETRY_ATTEMPTS = 3
+    settings.GEMINI_RETRY_DELAY_SEC = 0.01
+    settings.GEMINI_TIMEOUT_SEC = 5
+    settings.UPLOAD_TIMEOUT_SEC = 2
+    gemini_backend._clients.clear()
+    yield _gemini_server
+    gemini_backend._clients.clear()

@@ -14,6 +14,7 @@ __all__ = [
     "SearchBackend",
     "SearchOptions",
     "Source",
+    "gemini_backend",
     "get_backend",
     "local_backend",
 ]
@@ -25,6 +26,14 @@ def local_backend() -> SearchBackend:
     return LocalBackend()
 
 
+def gemini_backend() -> SearchBackend:
+    from stores.backends.gemini import GeminiBackend
+
+    return GeminiBackend()
+
+
 def get_backend(store: Store) -> SearchBackend:
-    """The backend that serves this store (the Gemini backend lands with issue 4)."""
+    """The backend that serves this store: the one it was created with."""
+    if store.backend == "gemini":
+        return gemini_backend()
     return local_backend()

@@ -145,6 +145,7 @@ class GeminiBackend(SearchBackend):
         is never left behind in Gemini without its row here.
         """
         store = document.store
+        previous = document.remote_name  # a re-index replaces the old copy
         try:
             with document.file.open("rb") as handle:
                 operation = client().file_search_stores.upload_to_file_search_store(
@@ -167,6 +168,8 @@ class GeminiBackend(SearchBackend):
         document.remote_name = remote_name
         type(document).objects.filter(pk=document.pk).update(remote_name=remote_name)
         log.info("gemini_document_indexed", document_id=document.pk, remote=remote_name)
+        if previous and previous != remote_name:
+            self._delete_remote_document(previous)
 
     def _wait_for(self, operation: Any, document: Document) -> str:
         deadline = time.monotonic() + settings.UPLOAD_TIMEOUT_SEC
@@ -219,6 +222,19 @@ class GeminiBackend(SearchBackend):
         except UPSTREAM_FAILURES as error:
             if not _is_not_found(error):
                 raise _upstream_error(error, "delete the document") from error
+
+    def _delete_remote_document(self, remote_name: str) -> None:
+        try:
+            client().file_search_stores.documents.delete(
+                name=remote_name, config={"force": True}
+            )
+        except UPSTREAM_FAILURES as error:
+            if not _is_not_found(error):
+                log.error(
+                    "remote_copy_left_behind",
+                    remote=remote_name,
+                    error=type(error).__name__,
+                )
 
     def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
         try:

@@ -11,38 +11,21 @@ from django.core.files.base import ContentFile
 
 from flamehaven.errors import UpstreamError, UpstreamUnavailable
 from stores.backends import SearchOptions
-from stores.backends import gemini as gemini_module
 from stores.backends.gemini import GeminiBackend
 from stores.models import Document
 from stores.services import document_add, store_create
-from tests.fakes.gemini import GeminiFake
+from tests.conftest import GEMINI_TEST_KEY as API_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-API_KEY = "test-gemini-key-0123456789"
 OPTIONS = SearchOptions(
     top_k=5, model="gemini-2.5-flash", max_tokens=256, temperature=0.2
 )
 
 
-@pytest.fixture(scope="module")
-def server():
-    with GeminiFake(api_key=API_KEY) as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server, settings):
-    server.reset()
-    settings.GEMINI_API_KEY = API_KEY
-    settings.GEMINI_BASE_URL = server.base_url
-    settings.GEMINI_RETRY_ATTEMPTS = 3
-    settings.GEMINI_RETRY_DELAY_SEC = 0.01
-    settings.GEMINI_TIMEOUT_SEC = 5
-    settings.UPLOAD_TIMEOUT_SEC = 2
-    gemini_module._clients.clear()
-    yield server
-    gemini_module._clients.clear()
+def fake(gemini):
+    return gemini
 
 
 @pytest.fixture
