@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -11,6 +12,69 @@ from django.core.cache import caches
 from django.db import connection
 
 STARTED_AT = time.time()
+GEMINI_PROBE_EVERY_SEC = 60
+
+
+class _GeminiProbe:
+    """Whether Gemini answered, from a probe run at most once a minute.
+
+    The probe (one small list call) runs in its own thread: /health answers at
+    once with the last result, and is never held up by Gemini.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._generation += 1  # a probe still running reports to nobody
+        self.reachable: bool | None = None  # None: no probe has finished yet
+        self.error: str | None = None
+        self.checked_at: float | None = None
+        self._started_at: float | None = None
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        with self._lock:
+            due = self._started_at is None or (
+                now - self._started_at >= GEMINI_PROBE_EVERY_SEC
+            )
+            if due:
+                self._started_at = now
+        if due:
+            threading.Thread(
+                target=self._probe, args=(self._generation,), daemon=True
+            ).start()
+        checked_ago = None if self.checked_at is None else now - self.checked_at
+        return {
+            "configured": True,
+            "reachable": self.reachable,
+            "error": self.error,
+            "checked_seconds_ago": None if checked_ago is None else round(checked_ago),
+        }
+
+    def _probe(self, generation: int) -> None:
+        from stores.backends.gemini import UPSTREAM_FAILURES, client
+
+        try:
+            client().file_search_stores.list(config={"page_size": 1})
+            reachable, error = True, None
+        except UPSTREAM_FAILURES as exc:
+            reachable, error = False, type(exc).__name__
+        with self._lock:
+            if generation == self._generation:
+                self.reachable, self.error = reachable, error
+                self.checked_at = time.monotonic()
+
+
+gemini_probe = _GeminiProbe()
+
+
+def check_gemini() -> dict:
+    if not settings.GEMINI_API_KEY:
+        return {"configured": False}
+    return gemini_probe.status()
 
 
 def check_database() -> dict:
@@ -63,9 +127,10 @@ def human_duration(seconds: float) -> str:
 def health() -> tuple[dict, int]:
     database = check_database()
     cache = check_cache()
+    gemini = check_gemini()
     if not database["ok"]:
         status = "unhealthy"
-    elif not cache["ok"]:
+    elif not cache["ok"] or gemini.get("reachable") is False:
         status = "degraded"
     else:
         status = "ok"
@@ -78,6 +143,7 @@ def health() -> tuple[dict, int]:
         "uptime_seconds": uptime,
         "search_backend": "gemini" if settings.GEMINI_API_KEY else "local",
         "gemini_configured": bool(settings.GEMINI_API_KEY),
+        "gemini": gemini,
         "database": database,
         "cache": cache,
         "system": system_info(),

@@ -118,9 +118,11 @@ def _gemini_server():
 @pytest.fixture
 def gemini(_gemini_server, settings):
     """Gemini configured, and the real SDK pointed at a fresh HTTP fake."""
+    from monitoring.health import gemini_probe
     from stores.backends import gemini as gemini_backend
 
     _gemini_server.reset()
+    gemini_probe.reset()
     settings.GEMINI_API_KEY = GEMINI_TEST_KEY
     settings.GEMINI_BASE_URL = _gemini_server.base_url
     settings.GEMINI_RETRY_ATTEMPTS = 3
@@ -130,3 +132,4 @@ def gemini(_gemini_server, settings):
     gemini_backend._clients.clear()
     yield _gemini_server
     gemini_backend._clients.clear()
+    gemini_probe.reset()
