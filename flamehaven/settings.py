@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_tasks",
+    "django_tasks_db",
     "cachalot",
     "flamehaven.apps.FlamehavenConfig",
     "accounts",
@@ -184,7 +185,8 @@ CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
 )
 
 # --- Background tasks -----------------------------------------------------------
-# "immediate" runs ingestion in-process, so one process is a complete system.
+# "immediate" runs ingestion in-process, so one process is a complete system;
+# "database" queues it for `manage.py db_worker` (uploads then answer 202).
 TASKS_BACKEND = env.str("TASKS_BACKEND", default="immediate")
 # gunicorn's worker count (deploy/gunicorn.conf.py, 4 when unset), read here by
 # the system check that several workers share a cache. Unset means one process
@@ -194,6 +196,7 @@ TASKS = {
     "default": {
         "BACKEND": {
             "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+            "database": "django_tasks_db.DatabaseBackend",
             "dummy": "django_tasks.backends.dummy.DummyBackend",
         }[TASKS_BACKEND]
     }

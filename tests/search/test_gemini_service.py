@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from search import cache
+from stores.backends import gemini as gemini_module
 from stores.models import Chunk, Document, Store
 from stores.services import store_create
 from tests.conftest import GEMINI_TEST_KEY, upload
@@ -237,3 +238,17 @@ def _seconds_left(key: str) -> float:
     if hasattr(backend, "ttl"):
         return backend.ttl(key)
     return backend._expire_info[backend.make_key(key)] - time.time()
+
+
+def test_a_gemini_timeout_is_retried_then_falls_back(
+    gemini, gemini_store, write_client, read_client, settings
+):
+    upload(write_client, "gem", {"guide.txt": TEXT})
+    settings.GEMINI_TIMEOUT_SEC = 0.2
+    gemini_module._clients.clear()  # the timeout is the client's
+    gemini.delay("generateContent", 1.0)
+
+    body = _search(read_client, store_name="gem").json()
+
+    assert (body["backend"], body["fallback"]) == ("local", True)
+    assert len(gemini.calls(route="generateContent")) == settings.GEMINI_RETRY_ATTEMPTS
