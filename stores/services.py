@@ -102,16 +102,19 @@ def store_create(
         store.full_clean(validate_unique=False, validate_constraints=False)
     except DjangoValidationError as exc:
         raise ValidationFailed(details=exc.message_dict) from exc
+    exists = StoreExists(f"Store '{name}' already exists", details={"store": name})
+    if Store.objects.filter(name=name).exists():
+        raise exists
+    # The remote store first, outside any transaction (no database lock is held
+    # while Gemini answers): if Gemini cannot make it, no row is made either.
+    backend_impl = get_backend(store)
+    backend_impl.create_store(store)
     try:
         with transaction.atomic():
             store.save()
-            # Inside the transaction: if Gemini cannot make the remote store, the
-            # row goes too, and the client gets the upstream error.
-            get_backend(store).create_store(store)
-    except IntegrityError as exc:
-        raise StoreExists(
-            f"Store '{name}' already exists", details={"store": name}
-        ) from exc
+    except IntegrityError as exc:  # created concurrently under the same name
+        _delete_remote(backend_impl.delete_store, store, remote=store.remote_name)
+        raise exists from exc
     log.info("store_created", store=name, backend=backend)
     return store
 

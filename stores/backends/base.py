@@ -45,7 +45,10 @@ class SearchBackend(ABC):
 
     @abstractmethod
     def create_store(self, store: Store) -> None:
-        """Create the store's remote counterpart, if the backend has one."""
+        """Create the store's remote counterpart, if any, before the store is saved.
+
+        Sets what the row must remember (``remote_name``); the caller saves it.
+        """
 
     @abstractmethod
     def delete_store(self, store: Store) -> None:

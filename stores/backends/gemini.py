@@ -122,8 +122,7 @@ class GeminiBackend(SearchBackend):
             )
         except UPSTREAM_FAILURES as error:
             raise _upstream_error(error, "create the store") from error
-        store.remote_name = remote.name
-        type(store).objects.filter(pk=store.pk).update(remote_name=remote.name)
+        store.remote_name = remote.name  # saved with the store by the caller
         log.info("gemini_store_created", store=store.name, remote=remote.name)
 
     def delete_store(self, store: Store) -> None:

@@ -33,6 +33,26 @@ def test_a_store_created_with_a_key_is_a_gemini_store(gemini, gemini_store):
     assert gemini_store.remote_name in gemini.store_names()
 
 
+def test_a_name_taken_at_the_last_moment_leaves_no_remote_store(
+    gemini, write_client, monkeypatch
+):
+    from stores.models import Store as StoreModel
+
+    # Another request creates "gem" between our check and our insert.
+    real_save = StoreModel.save
+
+    def save_after_a_rival(self, *args, **kwargs):
+        monkeypatch.setattr(StoreModel, "save", real_save)  # once
+        StoreModel(name=self.name, backend="local").save()
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreModel, "save", save_after_a_rival)
+    response = write_client.post("/api/stores/", {"name": "gem"}, format="json")
+
+    assert response.status_code == 409
+    assert gemini.store_names() == []
+
+
 def test_gemini_down_at_store_creation_stores_nothing(gemini, write_client):
     gemini.fail("stores.create", 503, times=None)
 

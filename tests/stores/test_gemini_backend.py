@@ -37,6 +37,7 @@ def backend():
 def remote_store(fake, backend):
     store = store_create(name="gem", backend="local")
     backend.create_store(store)
+    store.save(update_fields=["remote_name"])
     return store
 
 
@@ -54,7 +55,6 @@ def test_create_store_sends_a_display_name_and_keeps_the_remote_name(
     assert create["json"]["displayName"] == "flamehaven-gem"
     assert create["has_api_key"] is True
     assert remote_store.remote_name.startswith("fileSearchStores/")
-    remote_store.refresh_from_db()
     assert remote_store.remote_name in fake.store_names()
 
 
