@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Self
 
@@ -47,6 +47,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port where connections are refused, held so nobody else takes it.
+
+    The socket is bound but not listening; a bare free_port() could be handed
+    out again (to a proxy, say) before the test is done with it.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        yield sock.getsockname()[1]
 
 
 def child_env(env: Mapping[str, str] | None) -> dict[str, str]:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.servers import TcpProxy, free_port
+from tests.servers import TcpProxy, closed_port
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -86,6 +86,9 @@ def test_start_again_on_the_same_port(proxy):
 
 
 def test_target_down_closes_the_client():
-    port = free_port()  # nothing listens there
-    with TcpProxy("127.0.0.1", port) as proxy, connect(proxy) as client:
+    with (
+        closed_port() as port,
+        TcpProxy("127.0.0.1", port) as proxy,
+        connect(proxy) as client,
+    ):
         assert_cut(client)

@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from flamehaven import redis_breaker
 from search import cache
 from tests.conftest import upload
-from tests.servers import TcpProxy, free_port
+from tests.servers import TcpProxy, closed_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,11 +54,17 @@ def corpus(store, write_client):
     assert response.status_code == 201
 
 
+@pytest.fixture
+def dead_port():
+    with closed_port() as port:
+        yield port
+
+
 def test_searches_answer_when_redis_was_never_there(
-    settings, read_client, corpus, client, caplog
+    settings, read_client, corpus, client, caplog, dead_port
 ):
     settings.REDIS_RETRY_SEC = 60
-    port = free_port()  # nothing listens there
+    port = dead_port
     settings.CACHES = _caches_at(port)
 
     first = _search(read_client)
@@ -121,9 +127,11 @@ def _redis_address() -> tuple[str, int, int]:
     return url.hostname, url.port or 6379, int((url.path or "/0").strip("/") or 0)
 
 
-def test_a_failed_cache_write_is_counted_not_raised(settings, read_client, corpus):
+def test_a_failed_cache_write_is_counted_not_raised(
+    settings, read_client, corpus, dead_port
+):
     settings.REDIS_RETRY_SEC = 60
-    settings.CACHES = _caches_at(free_port())
+    settings.CACHES = _caches_at(dead_port)
 
     cache.remember("search:x:y", {"answer": "nowhere to go"})
 
