@@ -171,21 +171,25 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         details = {}
 
     set_rollback()
-    return Response(
+    response = Response(
         error_body(
             code=code, message=message, status_code=status_code, details=details
         ),
         status=status_code,
         headers=headers,
     )
+    response.error_code = code  # for errors_total (monitoring.middleware)
+    return response
 
 
 def _django_error(status_code: int, code: str, message: str):
     def view(request, exception=None, *args, **kwargs):
-        return JsonResponse(
+        response = JsonResponse(
             error_body(code=code, message=message, status_code=status_code),
             status=status_code,
         )
+        response.error_code = code
+        return response
 
     view.__name__ = f"handler{status_code}"
     return view

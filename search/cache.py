@@ -26,6 +26,8 @@ from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django_redis import get_redis_connection
 
+from monitoring import metrics
+
 log = structlog.get_logger(__name__)
 
 CACHE_ALIAS = "search"
@@ -128,6 +130,9 @@ def lookup(key: str) -> dict[str, Any] | None:
         return None
     if payload is None:
         _count_miss()
+        metrics.CACHE_MISSES.labels(CACHE_ALIAS).inc()
+    else:
+        metrics.CACHE_HITS.labels(CACHE_ALIAS).inc()
     return payload
 
 

@@ -10,8 +10,14 @@ from typing import Any
 import structlog
 from django.conf import settings
 
-from flamehaven.errors import EmptyQuery, UpstreamUnavailable, ValidationFailed
+from flamehaven.errors import (
+    ApiError,
+    EmptyQuery,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
 from flamehaven.request_id import current_request_id
+from monitoring import metrics
 from search import cache
 from search.answer_checks import check_answer
 from stores.backends import SearchBackend, SearchOptions, get_backend, local_backend
@@ -139,9 +145,23 @@ def search(params: SearchParams) -> dict[str, Any]:
     payload = cache.lookup(key)
     cached = payload is not None
     if not cached:
-        payload, ttl = _answer(store, backend, query, options, params.mode)
+        try:
+            payload, ttl = _answer(store, backend, query, options, params.mode)
+        except ApiError as exc:
+            metrics.SEARCH_REQUESTS.labels(
+                store.name, backend.name, exc.code.lower(), "false"
+            ).inc()
+            raise
         cache.remember(key, payload, ttl)
-    took_ms = round((time.perf_counter() - started) * 1000, 2)
+    seconds = time.perf_counter() - started
+    cached_label = "true" if cached else "false"
+    status = "fallback" if payload["fallback"] else "success"
+    metrics.SEARCH_REQUESTS.labels(
+        store.name, payload["backend"], status, cached_label
+    ).inc()
+    metrics.SEARCH_DURATION.labels(payload["backend"], cached_label).observe(seconds)
+    metrics.SEARCH_RESULTS.observe(len(payload["sources"]))
+    took_ms = round(seconds * 1000, 2)
     # The request's access line carries these; a miss, the expensive case, also
     # gets a line of its own.
     structlog.contextvars.bind_contextvars(

@@ -10,6 +10,7 @@ errors, which the API turns into the error shape.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO
@@ -36,6 +37,7 @@ from flamehaven.errors import (
     ValidationFailed,
 )
 from flamehaven.rowmemo import RowMemo
+from monitoring import metrics
 from stores import ingestion
 from stores.backends import get_backend
 from stores.models import Chunk, Document, Store
@@ -249,7 +251,27 @@ def documents_add(
     A file whose content is already in the store is not stored again: the existing
     document comes back with ``created=False``.
     """
-    checked = check_uploads(files)
+    started = time.perf_counter()
+    try:
+        checked = check_uploads(files)
+    except ApiError:
+        metrics.FILE_UPLOADS.labels(store.name, "rejected").inc(len(files) or 1)
+        raise
+    results = _store_checked(store, checked)
+    for document, created in results:
+        metrics.FILE_UPLOADS.labels(
+            store.name, "success" if created else "duplicate"
+        ).inc()
+        if created:
+            metrics.FILE_UPLOAD_SIZE.observe(document.size_bytes)
+    # With immediate tasks this includes the indexing (on commit, above).
+    metrics.FILE_UPLOAD_DURATION.observe(time.perf_counter() - started)
+    return results
+
+
+def _store_checked(
+    store: Store, checked: list[_CheckedUpload]
+) -> list[tuple[Document, bool]]:
     results: list[tuple[Document, bool]] = []
     written: list[str] = []
     try:
