@@ -5,6 +5,8 @@ other threads. Several workers need Redis (REDIS_URL) for a shared cache.
 """
 
 import os
+import shutil
+import tempfile
 
 wsgi_app = "flamehaven.wsgi:application"
 # A container listens on all interfaces; set HOST to narrow it.
@@ -21,6 +23,26 @@ reload = os.environ.get("RELOAD", "false").lower() in ("1", "true", "yes")
 accesslog = None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Every worker writes its metric samples here and /prometheus sums them. Set
+# before the workers start, so prometheus_client in each of them sees it.
+multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+    tempfile.gettempdir(), f"flamehaven-prometheus-{os.getpid()}"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+
+
+def on_starting(server):
+    """Start from an empty samples folder: old files would add old counts."""
+    shutil.rmtree(multiproc_dir, ignore_errors=True)
+    os.makedirs(multiproc_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """A dead worker's gauges stop counting; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

@@ -195,6 +195,11 @@ def _django_error(status_code: int, code: str, message: str):
     return view
 
 
+def permission_denied(message: str) -> JsonResponse:
+    """A 403 in the error shape, for plain Django views."""
+    return _django_error(403, "PERMISSION_DENIED", message)(None)
+
+
 handler400 = _django_error(400, "BAD_REQUEST", "Bad request.")
 handler403 = _django_error(403, "PERMISSION_DENIED", "Permission denied.")
 handler404 = _django_error(404, "NOT_FOUND", "Not found.")

@@ -282,6 +282,12 @@ ANSWER_MAX_LENGTH = env.int("ANSWER_MAX_LENGTH", default=4096)
 BANNED_TERMS = env.list("BANNED_TERMS", default=[])
 
 # --- Monitoring -----------------------------------------------------------------
+# prometheus_client's multiprocess mode (deploy/gunicorn.conf.py sets it for the
+# workers). Any process started with it set writes its samples there, so the
+# folder must exist: a manage.py command must not crash on a missing folder.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_CIDRS = env.list(
     "METRICS_ALLOWED_CIDRS", default=["127.0.0.1/32", "::1/128"]

@@ -1,0 +1,113 @@
+"""The Prometheus exposition: who may scrape, and what a scrape contains.
+
+Access (DESIGN.md): an admin API key, the ``METRICS_TOKEN`` bearer token, or a
+client address inside ``METRICS_ALLOWED_CIDRS`` (loopback by default).
+
+Under gunicorn with several workers every process writes its samples to
+``PROMETHEUS_MULTIPROC_DIR`` (deploy/gunicorn.conf.py sets it up) and a scrape
+sums them; a fresh registry per scrape holds the multiprocess collector and the
+scrape-time collector, which django-prometheus's own view would drop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+
+import psutil
+from django.conf import settings
+from django.db import DatabaseError
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from accounts.authentication import ApiKeyAuthentication
+from accounts.models import Scope, scope_allows
+
+
+def may_scrape(request) -> bool:
+    """Admin key, metrics token, or an allowed client address."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() == "bearer" and settings.METRICS_TOKEN:
+        return hmac.compare_digest(
+            credential.strip().encode(), settings.METRICS_TOKEN.encode()
+        )
+    if scheme.lower() == "api-key":
+        try:
+            found = ApiKeyAuthentication().authenticate(request)
+        except Exception:  # an invalid key is simply no access
+            return False
+        return bool(found) and scope_allows(found[1].scope, Scope.ADMIN)
+    return _address_allowed(request.META.get("REMOTE_ADDR", ""))
+
+
+def _address_allowed(address: str) -> bool:
+    try:
+        client = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(
+        client in ipaddress.ip_network(cidr.strip(), strict=False)
+        for cidr in settings.METRICS_ALLOWED_CIDRS
+        if cidr.strip()
+    )
+
+
+class ScrapeTimeCollector:
+    """Gauges read when scraped: system load, stores, search-cache entries.
+
+    Non-blocking psutil readings only (cpu_percent compares with the previous
+    call instead of sleeping).
+    """
+
+    def collect(self):
+        from search import cache
+        from stores.models import Store
+
+        yield _gauge("system_cpu_usage_percent", "CPU use.", psutil.cpu_percent(None))
+        yield _gauge(
+            "system_memory_usage_percent",
+            "Memory use.",
+            psutil.virtual_memory().percent,
+        )
+        yield _gauge(
+            "system_disk_usage_percent",
+            "Use of the disk holding the data directory.",
+            psutil.disk_usage(str(_existing_dir(settings.MEDIA_ROOT))).percent,
+        )
+        try:
+            stores = Store.objects.count()
+        except DatabaseError:
+            stores = None  # a scrape still answers; /health says the database is down
+        if stores is not None:
+            yield _gauge("stores_total", "Stores.", stores)
+        size = GaugeMetricFamily(
+            "cache_size", "Entries in the cache.", labels=["cache"]
+        )
+        entries = cache.stats()["entries"]
+        if entries is not None:
+            size.add_metric([cache.CACHE_ALIAS], entries)
+        yield size
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _existing_dir(path) -> str:
+    path = os.fspath(path)
+    while path and not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path or "/"
+
+
+def scrape() -> bytes:
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    registry_with_gauges = CollectorRegistry()
+    registry_with_gauges.register(ScrapeTimeCollector())
+    return generate_latest(registry) + generate_latest(registry_with_gauges)
