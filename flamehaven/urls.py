@@ -7,7 +7,7 @@ from drf_spectacular.views import (
 )
 
 from flamehaven.views import root
-from monitoring.views import health, prometheus
+from monitoring.views import health, metrics, prometheus
 
 handler400 = "flamehaven.errors.handler400"
 handler403 = "flamehaven.errors.handler403"
@@ -17,6 +17,7 @@ handler500 = "flamehaven.errors.handler500"
 urlpatterns = [
     path("", root, name="root"),
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("prometheus", prometheus, name="prometheus"),
     path("api/", include("stores.urls")),
     path("api/", include("search.urls")),

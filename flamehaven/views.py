@@ -19,6 +19,8 @@ def service_info() -> dict:
             "cache_stats": reverse("cache-stats"),
             "cache_clear": reverse("cache-clear"),
             "health": reverse("health"),
+            "metrics": reverse("metrics"),
+            "prometheus": reverse("prometheus"),
             "schema": reverse("schema"),
             "docs": reverse("swagger-ui"),
             "redoc": reverse("redoc"),

@@ -75,7 +75,7 @@ class ScrapeTimeCollector:
         yield _gauge(
             "system_disk_usage_percent",
             "Use of the disk holding the data directory.",
-            psutil.disk_usage(str(_existing_dir(settings.MEDIA_ROOT))).percent,
+            psutil.disk_usage(str(data_disk_path(settings.MEDIA_ROOT))).percent,
         )
         try:
             stores = Store.objects.count()
@@ -96,18 +96,24 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def _existing_dir(path) -> str:
+def data_disk_path(path) -> str:
+    """The nearest existing folder of ``path``: what disk usage is read on."""
     path = os.fspath(path)
     while path and not os.path.isdir(path):
         path = os.path.dirname(path)
     return path or "/"
 
 
+def scrape_registry() -> CollectorRegistry:
+    """This process's registry, or the sum over gunicorn's workers."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
 def scrape() -> bytes:
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-    registry_with_gauges = CollectorRegistry()
-    registry_with_gauges.register(ScrapeTimeCollector())
-    return generate_latest(registry) + generate_latest(registry_with_gauges)
+    gauges = CollectorRegistry()
+    gauges.register(ScrapeTimeCollector())
+    return generate_latest(scrape_registry()) + generate_latest(gauges)

@@ -6,6 +6,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from flamehaven.errors import permission_denied
 from monitoring.exposition import may_scrape, scrape
 from monitoring.health import health as health_report
+from monitoring.report import report
+
+_DENIED = (
+    "Metrics need an admin API key, the metrics bearer token, or an address in "
+    "METRICS_ALLOWED_CIDRS."
+)
 
 
 @never_cache
@@ -21,8 +27,14 @@ def health(request):
 def prometheus(request):
     """The Prometheus text exposition (admin key, token or allowed address)."""
     if not may_scrape(request):
-        return permission_denied(
-            "Scraping needs an admin API key, the metrics bearer token, or an "
-            "address in METRICS_ALLOWED_CIDRS."
-        )
+        return permission_denied(_DENIED)
     return HttpResponse(scrape(), content_type=CONTENT_TYPE_LATEST)
+
+
+@never_cache
+@require_safe
+def metrics(request):
+    """Request, upload, search and cache figures as JSON (same access rule)."""
+    if not may_scrape(request):
+        return permission_denied(_DENIED)
+    return JsonResponse(report())
