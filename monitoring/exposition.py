@@ -21,6 +21,7 @@ from django.db import DatabaseError
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.models import Scope, scope_allows
@@ -37,7 +38,7 @@ def may_scrape(request) -> bool:
     if scheme.lower() == "api-key":
         try:
             found = ApiKeyAuthentication().authenticate(request)
-        except Exception:  # an invalid key is simply no access
+        except AuthenticationFailed:  # an invalid key is simply no access
             return False
         return bool(found) and scope_allows(found[1].scope, Scope.ADMIN)
     return _address_allowed(request.META.get("REMOTE_ADDR", ""))

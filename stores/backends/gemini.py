@@ -168,7 +168,10 @@ class GeminiBackend(SearchBackend):
         type(document).objects.filter(pk=document.pk).update(remote_name=remote_name)
         log.info("gemini_document_indexed", document_id=document.pk, remote=remote_name)
         if previous and previous != remote_name:
-            self._delete_remote_document(previous)
+            try:
+                self._delete_by_name(previous)
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                log.error("remote_copy_left_behind", remote=previous, error=exc.message)
 
     def _wait_for(self, operation: Any, document: Document) -> str:
         deadline = time.monotonic() + settings.UPLOAD_TIMEOUT_SEC
@@ -200,40 +203,28 @@ class GeminiBackend(SearchBackend):
             )
             for remote in pager:
                 if _document_id(remote.custom_metadata) == wanted:
-                    client().file_search_stores.documents.delete(
-                        name=remote.name, config={"force": True}
-                    )
+                    self._delete_by_name(remote.name)
                     log.info("gemini_orphan_deleted", remote=remote.name)
-        except Exception as error:
-            log.warning(
+        except (*UPSTREAM_FAILURES, UpstreamError, UpstreamUnavailable) as error:
+            # Logged, not raised: the upload's own failure is what the caller sees.
+            log.error(
                 "gemini_orphan_cleanup_failed",
                 document_id=document.pk,
                 error=type(error).__name__,
             )
 
     def delete_document(self, document: Document) -> None:
-        if not document.remote_name:
-            return
-        try:
-            client().file_search_stores.documents.delete(
-                name=document.remote_name, config={"force": True}
-            )
-        except UPSTREAM_FAILURES as error:
-            if not _is_not_found(error):
-                raise _upstream_error(error, "delete the document") from error
+        if document.remote_name:
+            self._delete_by_name(document.remote_name)
 
-    def _delete_remote_document(self, remote_name: str) -> None:
+    def _delete_by_name(self, remote_name: str) -> None:
         try:
             client().file_search_stores.documents.delete(
                 name=remote_name, config={"force": True}
             )
         except UPSTREAM_FAILURES as error:
             if not _is_not_found(error):
-                log.error(
-                    "remote_copy_left_behind",
-                    remote=remote_name,
-                    error=type(error).__name__,
-                )
+                raise _upstream_error(error, "delete the document") from error
 
     def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
         try:
