@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench bench-cache clean
+.PHONY: run test lint format bench bench-cache bench-observability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(VENV)/.installed-dev
 # Needs wrk (apt-get install wrk) and Redis on 127.0.0.1:6379 (or --no-redis).
 bench-cache: $(VENV)/.installed-dev
 	$(BIN)/python bench/cache_http.py
+
+# Needs wrk (apt-get install wrk); locmem cache (--redis: Redis DB 6).
+bench-observability: $(VENV)/.installed-dev
+	$(BIN)/python bench/observability.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

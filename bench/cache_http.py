@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.servers import (  # noqa: E402
+    HIGH_RATE_LIMITS,
     ServerProcess,
     create_api_key,
     prepare_database,
@@ -495,6 +496,7 @@ def run(args: argparse.Namespace, folder: Path) -> None:
         "MEDIA_ROOT": str(folder / "media"),
         "REDIS_URL": "" if args.no_redis else args.redis_url,
         "TASKS_BACKEND": "immediate",
+        **HIGH_RATE_LIMITS,
         "GEMINI_API_KEY": "",
         "GOOGLE_API_KEY": "",
         # INFO: the access line per request is part of the cost measured, and a

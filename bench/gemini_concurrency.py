@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.gemini import GeminiFake  # noqa: E402
-from tests.servers import ServerProcess, create_api_key, prepare_database  # noqa: E402
+from tests.servers import (  # noqa: E402
+    HIGH_RATE_LIMITS,
+    ServerProcess,
+    create_api_key,
+    prepare_database,
+)
 
 FAKE_KEY = "bench-gemini-key"
 TOPICS = "lantern compass harbour glacier orchard meadow canyon river forest desert"
@@ -95,6 +100,7 @@ def main() -> None:
             "DEBUG": "false",
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECRET_KEY": secrets.token_urlsafe(40),
+            **HIGH_RATE_LIMITS,
         }
         prepare_database(env)
         key = create_api_key(env, scope="write")

@@ -7,6 +7,14 @@ other threads. Several workers need Redis (REDIS_URL) for a shared cache.
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+import environ
+
+from flamehaven.logging import logging_config
+
+# The same .env file as the settings (the real environment wins).
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
 
 wsgi_app = "flamehaven.wsgi:application"
 # A container listens on all interfaces; set HOST to narrow it.
@@ -18,10 +26,18 @@ threads = int(os.environ.get("THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
+# gunicorn's largest request line (the default is 4094): room for a long search
+# by GET, e.g. 1,000 accented characters; longer ones belong in a POST body.
+limit_request_line = 8190
 reload = os.environ.get("RELOAD", "false").lower() in ("1", "true", "yes")
-# Our access-log line (JSON in production) replaces gunicorn's.
+# Our access-log line (JSON in production) replaces gunicorn's, and gunicorn's
+# own lines go through the service's log format (settings read the same names).
 accesslog = None
 errorlog = "-"
+logconfig_dict = logging_config(
+    json_logs=os.environ.get("ENVIRONMENT", "development") == "production",
+    level=os.environ.get("LOG_LEVEL", "INFO"),
+)
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Every worker writes its metric samples here and /prometheus sums them. Set

@@ -2,8 +2,10 @@
 
 With a per-process cache (locmem), a revision bump in one process never reaches
 another process's cached store rows (django-cachalot) or search answers: it goes
-on answering from stale cache. That happens under gunicorn with several workers,
-and with a database task worker beside the web process.
+on answering from stale cache; and each process keeps its own rate-limit counts
+(this check stands in for django-ratelimit's, which is silenced in settings). That
+happens under gunicorn with several workers, and with a database task worker
+beside the web process.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 import structlog
 from django.conf import settings
 from django.core import checks
+from django.core.cache.backends.locmem import LocMemCache
+from django.utils.module_loading import import_string
 
 log = structlog.get_logger(__name__)
 
-PER_PROCESS_BACKENDS = frozenset({"django.core.cache.backends.locmem.LocMemCache"})
+
+def _per_process(backend: str) -> bool:
+    # django-prometheus's LocMemCache is a subclass: compare classes, not paths.
+    return issubclass(import_string(backend), LocMemCache)
 
 
 def shared_cache_warnings(*, workers: int) -> list[checks.Warning]:
@@ -22,7 +29,7 @@ def shared_cache_warnings(*, workers: int) -> list[checks.Warning]:
     per_process = sorted(
         alias
         for alias, config in settings.CACHES.items()
-        if config["BACKEND"] in PER_PROCESS_BACKENDS
+        if _per_process(config["BACKEND"])
     )
     if not per_process:
         return []
@@ -37,7 +44,8 @@ def shared_cache_warnings(*, workers: int) -> list[checks.Warning]:
         checks.Warning(
             f"The {', '.join(per_process)} cache is per process (locmem), but "
             f"{' and '.join(reasons)}: a change made in one process is not seen by "
-            "the others, which go on answering searches from stale cache.",
+            "the others, which go on answering searches from stale cache, and "
+            "each process counts rate limits on its own.",
             hint="Set REDIS_URL so that every process shares one cache.",
             id="flamehaven.W001",
         )

@@ -24,6 +24,7 @@ from django.core.exceptions import (
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -171,6 +172,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         details = {}
 
     set_rollback()
+    _render_as_json_unless_browsing(context.get("request"))
     response = Response(
         error_body(
             code=code, message=message, status_code=status_code, details=details
@@ -178,8 +180,21 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         status=status_code,
         headers=headers,
     )
-    response.error_code = code  # for errors_total (monitoring.middleware)
+    response.error_code = code  # for errors_total and the access line
+    # Django would log 5xx answers again ("Internal Server Error: ..."): the
+    # access line has the status and code, and an unhandled exception was
+    # logged above with its traceback, once.
+    response._has_been_logged = True
     return response
+
+
+def _render_as_json_unless_browsing(request) -> None:
+    """An error is JSON even where the view renders something else (the schema
+    view's YAML); the browsable API keeps its HTML page."""
+    renderer = getattr(request, "accepted_renderer", None)
+    if renderer is not None and renderer.format not in ("json", "api"):
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
 
 
 def _django_error(status_code: int, code: str, message: str):
@@ -193,6 +208,13 @@ def _django_error(status_code: int, code: str, message: str):
 
     view.__name__ = f"handler{status_code}"
     return view
+
+
+def throttled_response(exc: drf.Throttled) -> JsonResponse:
+    """A 429 in the error shape with Retry-After, for plain Django views."""
+    response = _django_error(429, "RATE_LIMIT_EXCEEDED", _message_of(exc.detail))(None)
+    response["Retry-After"] = str(int(exc.wait))
+    return response
 
 
 def permission_denied(message: str) -> JsonResponse:

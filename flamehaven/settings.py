@@ -5,13 +5,16 @@ embedded system (SQLite, locmem cache, local search, tasks run in-process) with
 nothing configured. `.env.example` lists them all for people.
 """
 
+import re
 import warnings
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from flamehaven import __version__
+from flamehaven.client_ip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,6 +59,8 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "django_prometheus",
     "cachalot",
+    "django_ratelimit",
+    "csp",
     "flamehaven.apps.FlamehavenConfig",
     "accounts",
     "stores",
@@ -68,6 +73,9 @@ MIDDLEWARE = [
     "flamehaven.middleware.RequestIdMiddleware",
     "monitoring.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Above WhiteNoise, so static files get the headers too.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "flamehaven.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,7 +83,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "flamehaven.middleware.AccessLogMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -129,6 +136,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # /health must answer "unhealthy" quickly, not wait on a dead server.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+# django-prometheus's subclass of each engine counts queries, errors and
+# connections (django_db_*). Same vendor, same SQL.
+_PROMETHEUS_ENGINES = {
+    f"django.db.backends.{vendor}": f"django_prometheus.db.backends.{vendor}"
+    for vendor in ("sqlite3", "postgresql")
+}
+DATABASES["default"]["ENGINE"] = _PROMETHEUS_ENGINES.get(
+    DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------
@@ -155,8 +173,11 @@ if REDIS_URL:
     CACHES = {
         # django-cachalot and django-ratelimit read and write this alias and do
         # not catch cache errors: django-redis turns them into misses.
+        # django-prometheus's subclass counts its gets (django_cache_*); the
+        # search alias counts its own hits and misses (cache_*{cache="search"}).
         "default": {
             **_redis,
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
             "KEY_PREFIX": "fh",
             "OPTIONS": {**_redis["OPTIONS"], "IGNORE_EXCEPTIONS": True},
         },
@@ -166,7 +187,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
             "LOCATION": "default",
         },
         "search": {
@@ -183,6 +204,16 @@ else:
 # The timeout bounds how long an invalidation lost while Redis was down can
 # leave a stale row (the breaker also invalidates everything when Redis returns).
 CACHALOT_CACHE = "default"
+# The django-prometheus engines are subclasses of the ones cachalot supports.
+CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset(_PROMETHEUS_ENGINES.values())
+# cachalot.W001 matches backend paths, not classes: django-prometheus's cache
+# backends are subclasses of the locmem and django-redis backends it supports.
+# django_ratelimit.W001 likewise matches paths: with Redis the backend is
+# django-redis's (supported); locmem is right for the single-process embedded
+# default, and several processes on it get flamehaven.W001, which says that
+# rate limits would then be counted per process.
+# security.W021 (HSTS preload off): see SECURE_HSTS_PRELOAD.
+SILENCED_SYSTEM_CHECKS = ["cachalot.W001", "django_ratelimit.W001", "security.W021"]
 CACHALOT_TIMEOUT = 300
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
     {"stores_store", "accounts_apikey", "auth_user"}
@@ -229,26 +260,77 @@ SECURE_HSTS_SECONDS = env.int(
     "SECURE_HSTS_SECONDS", default=31536000 if IS_PRODUCTION else 0
 )
 SECURE_HSTS_INCLUDE_SUBDOMAINS = IS_PRODUCTION
-SECURE_HSTS_PRELOAD = False
+# Joining the browsers' preload list binds every subdomain for months and is
+# slow to undo: an operator's decision (hence security.W021 is silenced).
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = IS_PRODUCTION
 CSRF_COOKIE_SECURE = IS_PRODUCTION
 SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Whose X-Forwarded-For to believe for the client address (flamehaven.client_ip):
+# empty (nobody), a count of proxies, or their CIDRs. Checked here, at start.
 TRUSTED_PROXIES = env.str("TRUSTED_PROXIES", default="")
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
+try:
+    parse_trusted_proxies(TRUSTED_PROXIES)
+except ValueError as exc:
+    raise ImproperlyConfigured(
+        f"TRUSTED_PROXIES={TRUSTED_PROXIES!r}: give a count of proxies or their "
+        f"CIDRs, comma-separated ({exc})."
+    ) from exc
+
+# --- Rate limits (django-ratelimit, flamehaven.ratelimit) -------------------------
+# Per API key, else per client address; counted in the default cache (shared with
+# Redis). Benchmarks and tests that need volume raise these, they do not switch
+# the limiter off. /health is never limited.
+# Requests allowed per group (flamehaven.ratelimit says what each group covers).
+RATE_LIMITS = {
+    "upload-single": env.str("RATE_LIMIT_UPLOAD_SINGLE", default="10/m"),
+    "upload-multiple": env.str("RATE_LIMIT_UPLOAD_MULTIPLE", default="5/m"),
+    "search": env.str("RATE_LIMIT_SEARCH", default="100/m"),
+    "stores": env.str("RATE_LIMIT_STORES", default="20/m"),
+    "read": env.str("RATE_LIMIT_READ", default="300/m"),
+    "monitoring": env.str("RATE_LIMIT_MONITORING", default="100/m"),
+}
+for _group, _rate in RATE_LIMITS.items():
+    if not re.fullmatch(r"\d+/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(
+            f"The {_group} rate limit {_rate!r}: write count/period, e.g. 10/m."
+        )
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+# Redis unreachable: serve (and count rate_limit_unchecked_total) rather than
+# refuse everyone.
+RATELIMIT_FAIL_OPEN = True
+# django-csp. Scripts only from our own files: no inline script anywhere (the
+# split Swagger view, the overridden Redoc template). Inline styles stay allowed:
+# Swagger UI and Redoc set them from their scripts. Redoc's search runs in a
+# blob: worker.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "worker-src": [SELF, "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
 # --- Uploads --------------------------------------------------------------------
 MAX_FILE_SIZE_MB = env.int("MAX_FILE_SIZE_MB", default=50)
 MAX_FILE_SIZE_BYTES = MAX_FILE_SIZE_MB * 1024 * 1024
 MAX_FILES_PER_REQUEST = env.int("MAX_FILES_PER_REQUEST", default=20)
+# A whole upload request, checked from Content-Length before the body is read.
+MAX_REQUEST_SIZE_MB = env.int("MAX_REQUEST_SIZE_MB", default=200)
+MAX_REQUEST_SIZE_BYTES = MAX_REQUEST_SIZE_MB * 1024 * 1024
 # Uploads always stream to temporary files; a handler enforces the size limit
 # while streaming, so an oversized file is refused without being read whole.
 FILE_UPLOAD_HANDLERS = ["stores.uploads.SizeLimitedUploadHandler"]
@@ -258,6 +340,9 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # details; far more is cut off by the parser (also TOO_MANY_FILES).
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_REQUEST + 1
 MAX_PDF_PAGES = env.int("MAX_PDF_PAGES", default=2000)
+# PDF text is read in a child process killed past this time, its memory capped.
+PDF_EXTRACT_TIMEOUT_SEC = env.float("PDF_EXTRACT_TIMEOUT_SEC", default=60.0)
+PDF_EXTRACT_MEMORY_MB = env.int("PDF_EXTRACT_MEMORY_MB", default=1024)
 CHUNK_SIZE = env.int("CHUNK_SIZE", default=1000)
 CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=150)
 
@@ -328,6 +413,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["flamehaven.ratelimit.RateLimitThrottle"],
     "DEFAULT_PAGINATION_CLASS": "flamehaven.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": [

@@ -15,7 +15,6 @@ import hmac
 import ipaddress
 import os
 
-import psutil
 from django.conf import settings
 from django.db import DatabaseError
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -25,6 +24,8 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.models import Scope, scope_allows
+from flamehaven.client_ip import client_ip
+from monitoring.health import system_info
 
 
 def may_scrape(request) -> bool:
@@ -41,7 +42,7 @@ def may_scrape(request) -> bool:
         except AuthenticationFailed:  # an invalid key is simply no access
             return False
         return bool(found) and scope_allows(found[1].scope, Scope.ADMIN)
-    return _address_allowed(request.META.get("REMOTE_ADDR", ""))
+    return _address_allowed(client_ip(request))
 
 
 def _address_allowed(address: str) -> bool:
@@ -67,16 +68,15 @@ class ScrapeTimeCollector:
         from search import cache
         from stores.models import Store
 
-        yield _gauge("system_cpu_usage_percent", "CPU use.", psutil.cpu_percent(None))
+        system = system_info()
+        yield _gauge("system_cpu_usage_percent", "CPU use.", system["cpu_percent"])
         yield _gauge(
-            "system_memory_usage_percent",
-            "Memory use.",
-            psutil.virtual_memory().percent,
+            "system_memory_usage_percent", "Memory use.", system["memory_percent"]
         )
         yield _gauge(
             "system_disk_usage_percent",
             "Use of the disk holding the data directory.",
-            psutil.disk_usage(str(data_disk_path(settings.MEDIA_ROOT))).percent,
+            system["disk_percent"],
         )
         try:
             stores = Store.objects.count()
@@ -95,14 +95,6 @@ class ScrapeTimeCollector:
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
-
-
-def data_disk_path(path) -> str:
-    """The nearest existing folder of ``path``: what disk usage is read on."""
-    path = os.fspath(path)
-    while path and not os.path.isdir(path):
-        path = os.path.dirname(path)
-    return path or "/"
 
 
 def scrape_registry() -> CollectorRegistry:

@@ -5,8 +5,8 @@ The code records them where the event happens: HTTP requests and errors in
 service, cache hits and misses in ``search.cache``. ``endpoint`` labels are URL
 route names, never raw paths, so label sets stay bounded.
 
-Still to come (issue 5): the /prometheus exposition with multiprocess mode, the
-scrape-time collector (system_*, stores_total, cache_size), rate-limit counting.
+Rate limits are counted in ``flamehaven.ratelimit``; the scrape-time gauges
+(system_*, stores_total, cache_size) live in ``monitoring.exposition``.
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -66,6 +66,11 @@ CACHE_MISSES = Counter("cache_misses_total", "Cache lookups missed.", ["cache"])
 RATE_LIMIT_EXCEEDED = Counter(
     "rate_limit_exceeded_total",
     "Requests refused with 429, by route name.",
+    ["endpoint"],
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "rate_limit_unchecked_total",
+    "Requests served without a rate-limit check: the cache did not answer.",
     ["endpoint"],
 )
 ERRORS = Counter(

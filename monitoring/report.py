@@ -10,12 +10,10 @@ import math
 from collections import defaultdict
 from typing import Any
 
-import psutil
-from django.conf import settings
 from django.db.models import Count
 
-from monitoring.exposition import data_disk_path, scrape_registry
-from monitoring.health import human_duration, uptime_seconds
+from monitoring.exposition import scrape_registry
+from monitoring.health import human_duration, system_info, uptime_seconds
 
 
 def _samples() -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -91,6 +89,8 @@ def report() -> dict[str, Any]:
         "searches": {
             "count": searches,
             "by_backend": _sum(samples, "search_requests_total", by="backend"),
+            # Answered from the local index because Gemini was unavailable.
+            "fallbacks": _sum(samples, "search_requests_total", status="fallback"),
             "cached_share": round(cached / searches, 4) if searches else None,
             "p50_ms": _ms(quantile(samples, "search_duration_seconds", 0.5)),
             "p95_ms": _ms(quantile(samples, "search_duration_seconds", 0.95)),
@@ -102,13 +102,7 @@ def report() -> dict[str, Any]:
         },
         "rate_limit_rejections": _sum(samples, "rate_limit_exceeded_total"),
         "errors_by_type": _sum(samples, "errors_total", by="type"),
-        "system": {
-            "cpu_percent": psutil.cpu_percent(interval=None),
-            "memory_percent": psutil.virtual_memory().percent,
-            "disk_percent": psutil.disk_usage(
-                data_disk_path(settings.MEDIA_ROOT)
-            ).percent,
-        },
+        "system": system_info(),
         "stores": Store.objects.count(),
         "documents_by_status": dict(
             Document.objects.values_list("status").annotate(n=Count("pk"))

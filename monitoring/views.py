@@ -1,9 +1,12 @@
+import functools
+
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from flamehaven.errors import permission_denied
+from flamehaven.ratelimit import monitoring_limit
 from monitoring.exposition import may_scrape, scrape
 from monitoring.health import health as health_report
 from monitoring.report import report
@@ -22,19 +25,28 @@ def health(request):
     return JsonResponse(body, status=status)
 
 
-@never_cache
-@require_safe
+def _for_scrapers(view):
+    """Never cached, GET/HEAD only, rate-limited, and only for whoever may scrape."""
+
+    @never_cache
+    @require_safe
+    @monitoring_limit
+    @functools.wraps(view)
+    def guarded(request):
+        if not may_scrape(request):
+            return permission_denied(_DENIED)
+        return view(request)
+
+    return guarded
+
+
+@_for_scrapers
 def prometheus(request):
     """The Prometheus text exposition (admin key, token or allowed address)."""
-    if not may_scrape(request):
-        return permission_denied(_DENIED)
     return HttpResponse(scrape(), content_type=CONTENT_TYPE_LATEST)
 
 
-@never_cache
-@require_safe
+@_for_scrapers
 def metrics(request):
     """Request, upload, search and cache figures as JSON (same access rule)."""
-    if not may_scrape(request):
-        return permission_denied(_DENIED)
     return JsonResponse(report())

@@ -18,6 +18,7 @@ class SearchView(APIView):
 
     # POST only carries a longer question: searching is a read, whatever the verb.
     required_scope = "read"
+    rate_limit_group = "search"
     error_statuses = (422, 502, 503)
 
     @extend_schema(

@@ -21,6 +21,7 @@ import structlog
 from django.conf import settings
 
 from flamehaven.errors import UnsafeFile, UnsupportedFileType
+from stores import pdf_extract
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +107,52 @@ def _looks_like_text(head: bytes) -> bool:
     return bad <= len(text) * _MAX_BAD_SHARE
 
 
-# --- Archive safety ---------------------------------------------------------------
+# --- Upload safety ----------------------------------------------------------------
+
+
+def inspect_upload(*, path: Source, mime_type: str) -> None:
+    """Refuse, before anything is stored, a file built to exhaust the extractor."""
+    if mime_type == DOCX:
+        inspect_archive(path=path, mime_type=mime_type)
+    elif mime_type == PDF:
+        inspect_pdf(path=path)
+
+
+def inspect_pdf(*, path: Source) -> None:
+    """Refuse a PDF whose page tree loops or holds more than MAX_PDF_PAGES pages.
+
+    Only the page tree is read (pypdf flattens it and detects cycles), not the
+    pages' content. A PDF that cannot be opened is left for extraction to report,
+    so that the document is kept as failed with a readable error.
+    """
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            return  # extraction says whether it opens
+        pages = len(reader.pages)
+    except PdfReadError as exc:
+        if "cyclic" in str(exc).lower():
+            raise UnsafeFile(
+                "The PDF's page tree refers back to itself.",
+                details={"reason": "cyclic_page_tree"},
+            ) from exc
+        return
+    except RecursionError as exc:
+        raise UnsafeFile(
+            "The PDF's page tree is nested too deeply.",
+            details={"reason": "deep_page_tree"},
+        ) from exc
+    except Exception:  # strict=False pypdf fails in many ways: extraction reports
+        return
+    if pages > settings.MAX_PDF_PAGES:
+        raise UnsafeFile(
+            f"The PDF has {pages:,} pages; at most {settings.MAX_PDF_PAGES:,} are "
+            "allowed.",
+            details={"reason": "too_many_pages", "pages": pages},
+        )
 
 
 def inspect_archive(*, path: Source, mime_type: str) -> None:
@@ -199,47 +245,23 @@ def _read_text(path: str | os.PathLike[str]) -> str:
 
 
 def _extract_pdf(path: str | os.PathLike[str]) -> ExtractedText:
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError
-
-    max_pages = getattr(settings, "MAX_PDF_PAGES", 2000)
-    # A file object, not a path: pypdf then reads objects on demand instead of
-    # loading the whole file.
-    with open(path, "rb") as fh:
-        try:
-            reader = PdfReader(fh, strict=False)
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise ExtractionError("PDF is encrypted with a password.")
-            page_count = len(reader.pages)
-        except ExtractionError:
-            raise
-        except FileNotDecryptedError as exc:
-            raise ExtractionError("PDF is encrypted with a password.") from exc
-        except Exception as exc:  # strict=False pypdf fails in many ways
-            log.info("pdf_unreadable", error=repr(exc))
-            raise ExtractionError(
-                "Could not read PDF: file is truncated or corrupt."
-            ) from exc
-        if page_count == 0:
-            raise ExtractionError("Could not read PDF: it has no pages.")
-        if page_count > max_pages:
-            raise ExtractionError(
-                f"PDF has {page_count:,} pages; at most {max_pages:,} are allowed."
-            )
-        texts: list[str] = []
-        for number, page in enumerate(reader.pages, start=1):
-            try:
-                texts.append(_clean(page.extract_text() or "").strip())
-            except Exception as exc:
-                log.info("pdf_page_unreadable", page=number, error=repr(exc))
-                raise ExtractionError(
-                    f"Could not read PDF: page {number} is damaged."
-                ) from exc
+    """In a child process bounded in time and memory (stores.pdf_extract)."""
+    try:
+        pages = pdf_extract.extract_pages(
+            path,
+            max_pages=settings.MAX_PDF_PAGES,
+            timeout=settings.PDF_EXTRACT_TIMEOUT_SEC,
+            memory_mb=settings.PDF_EXTRACT_MEMORY_MB,
+        )
+    except pdf_extract.PdfError as exc:
+        log.info("pdf_unreadable", error=str(exc))
+        raise ExtractionError(str(exc)) from exc
+    texts = [_clean(text).strip() for text in pages]
     starts, offset = [], 0
     for text in texts:
         starts.append(offset)
         offset += len(text) + 2
-    return ExtractedText("\n\n".join(texts), tuple(starts), page_count)
+    return ExtractedText("\n\n".join(texts), tuple(starts), len(texts))
 
 
 def _extract_docx(path: str | os.PathLike[str]) -> str:

@@ -1,10 +1,18 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from stores.models import Document, Store
+from stores.models import STORE_NAME_PATTERN, Document, Store
+
+
+@extend_schema_field({"type": "string", "pattern": STORE_NAME_PATTERN, "maxLength": 63})
+class StoreNameField(serializers.CharField):
+    """A store name. The service checks the pattern and uniqueness (400 vs 409);
+    the schema tells clients the pattern."""
 
 
 class StoreSerializer(serializers.ModelSerializer):
+    name = StoreNameField(max_length=63)
     backend = serializers.ChoiceField(
         choices=Store.Backend.choices,
         required=False,
@@ -32,8 +40,6 @@ class StoreSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        # Uniqueness and the name pattern are checked by the service (409 vs 400).
-        extra_kwargs = {"name": {"validators": []}}
 
     def get_documents(self, store) -> dict[str, int]:
         """Document counts by status (annotated by ``stores_with_counts``)."""

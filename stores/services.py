@@ -200,7 +200,7 @@ def _check_upload(file: IO[bytes], name: str) -> _CheckedUpload:
     head = file.read(_HEAD_BYTES)
     mime_type = ingestion.detect_mime_type(filename=filename, head=head)
     file.seek(0)
-    ingestion.inspect_archive(path=file, mime_type=mime_type)
+    ingestion.inspect_upload(path=file, mime_type=mime_type)
     file.seek(0)
     digest = hashlib.sha256()
     while block := file.read(_HASH_BLOCK):
@@ -301,6 +301,15 @@ def _store_checked(
                         mime_type=document.mime_type,
                     )
                     transaction.on_commit(lambda pk=document.pk: _enqueue_ingest(pk))
+    except IntegrityError as exc:
+        _delete_files(written)
+        if not Store.objects.filter(pk=store.pk).exists():
+            # Deleted by another request after this one looked it up: the
+            # foreign key fails when the transaction commits.
+            raise StoreNotFound(
+                f"Store '{store.name}' not found", details={"store": store.name}
+            ) from exc
+        raise
     except BaseException:
         _delete_files(written)
         raise

@@ -12,8 +12,10 @@ import unicodedata
 
 from django.conf import settings
 from django.core.files.uploadhandler import SkipFile, TemporaryFileUploadHandler
+from django.http import QueryDict
+from django.utils.datastructures import MultiValueDict
 
-from flamehaven.errors import FileSizeExceeded, InvalidFilename
+from flamehaven.errors import FileSizeExceeded, InvalidFilename, RequestTooLarge
 
 MAX_FILENAME_BYTES = 255
 
@@ -28,6 +30,20 @@ class SizeLimitedUploadHandler(TemporaryFileUploadHandler):
     run inside middleware (CSRF on admin forms), where an exception would become
     a 500. Views call :func:`raise_if_oversized` after reading the files.
     """
+
+    def handle_raw_input(
+        self, input_data, META, content_length, boundary, encoding=None
+    ):
+        """Refuse a request larger than MAX_REQUEST_SIZE before reading its body.
+
+        Returning empty data ends the parse; raise_if_oversized then answers 413.
+        """
+        if content_length and content_length > settings.MAX_REQUEST_SIZE_BYTES:
+            self.request.oversized_request = content_length
+            return QueryDict(encoding=encoding), MultiValueDict()
+        return super().handle_raw_input(
+            input_data, META, content_length, boundary, encoding
+        )
 
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
@@ -46,6 +62,13 @@ class SizeLimitedUploadHandler(TemporaryFileUploadHandler):
 
 def raise_if_oversized(request) -> None:
     request = getattr(request, "_request", request)  # a DRF Request wraps Django's
+    size = getattr(request, "oversized_request", None)
+    if size:
+        raise RequestTooLarge(
+            f"The request is {size / 2**20:,.1f} MB; at most "
+            f"{settings.MAX_REQUEST_SIZE_MB} MB are accepted.",
+            details={"max_bytes": settings.MAX_REQUEST_SIZE_BYTES},
+        )
     oversized = getattr(request, "oversized_uploads", None)
     if oversized:
         raise FileSizeExceeded(

@@ -1,12 +1,17 @@
 """Thin views: parse, call one service function, serialize what comes back."""
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from flamehaven import ratelimit
 from flamehaven.errors import StoreNotFound
 from stores import services
 from stores.models import Document, Store
@@ -27,11 +32,14 @@ def _upload_responses(serializer) -> dict:
     return {code: serializer for code in (200, 201, 202)}
 
 
-def _uploaded_files(request, *fields: str) -> list:
+def _uploaded_files(request, *fields: str, many: bool) -> list:
+    """The files of an upload, counted against its rate limit once parsed."""
     raise_if_oversized(request)
-    return [
+    files = [
         (file, file.name) for field in fields for file in request.FILES.getlist(field)
     ]
+    ratelimit.check(request, "upload-multiple" if many else "upload-single")
+    return files
 
 
 def _upload_response(results, *, many: bool, context) -> Response:
@@ -91,6 +99,11 @@ class DocumentViewSet(
     parser_classes = [MultiPartParser, FormParser]
     error_statuses = {"POST": _UPLOAD_ERRORS}
 
+    @property
+    def rate_limit_group(self) -> str | None:
+        # An upload is counted once its files say which upload group it is.
+        return ratelimit.DEFERRED if self.action == "create" else None
+
     def get_store(self) -> Store:
         if not hasattr(self, "_store"):
             self._store = services.store_get(name=self.kwargs["store_name"])
@@ -105,7 +118,13 @@ class DocumentViewSet(
     @extend_schema(
         summary="Upload one document (file) or several (files)",
         request={"multipart/form-data": DocumentUploadSerializer},
-        responses=_upload_responses(DocumentSerializer),
+        responses=_upload_responses(
+            PolymorphicProxySerializer(
+                component_name="UploadResult",
+                serializers=[DocumentSerializer, DocumentListResultSerializer],
+                resource_type_field_name=None,  # oneOf: told apart by their shape
+            )
+        ),
         description=(
             "One `file` answers with the document; `files` answers with "
             '`{"results": [documents]}`. 201 when stored and indexed, 202 when '
@@ -115,7 +134,7 @@ class DocumentViewSet(
     def create(self, request, store_name=None):
         store = self.get_store()
         many = "files" in request.FILES
-        files = _uploaded_files(request, "file", "files")
+        files = _uploaded_files(request, "file", "files", many=many)
         results = services.documents_add(store=store, files=files)
         return _upload_response(
             results, many=many, context=self.get_serializer_context()
@@ -144,6 +163,7 @@ class UploadSingleView(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
     error_statuses = {"POST": _UPLOAD_ERRORS}
+    rate_limit_group = ratelimit.DEFERRED
     many = False
 
     @extend_schema(
@@ -152,7 +172,9 @@ class UploadSingleView(APIView):
     )
     def post(self, request):
         store = services.store_get(name=request.data.get("store") or "default")
-        files = _uploaded_files(request, "files" if self.many else "file")
+        files = _uploaded_files(
+            request, "files" if self.many else "file", many=self.many
+        )
         results = services.documents_add(store=store, files=files)
         return _upload_response(results, many=self.many, context={"request": request})
 

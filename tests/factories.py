@@ -121,3 +121,43 @@ def corrupt_pdf() -> bytes:
 def corrupt_docx() -> bytes:
     """Looks like a zip from its first bytes; nothing after them parses."""
     return b"PK\x03\x04" + _GARBAGE
+
+
+def _raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF written object by object (1 0 obj is the catalog), with its xref."""
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return out
+
+
+def make_cyclic_pdf() -> bytes:
+    """A PDF whose page tree lists itself among its own kids."""
+    return _raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>",
+        ]
+    )
+
+
+def make_many_pages_pdf(pages: int) -> bytes:
+    """A small file with `pages` empty pages (about 60 bytes each)."""
+    kids = b" ".join(b"%d 0 R" % (number + 3) for number in range(pages))
+    return _raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+            *[b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"] * pages,
+        ]
+    )

@@ -40,6 +40,32 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
 HOST = "127.0.0.1"
+# Benchmarks and volume tests raise the rate limits, never switch them off.
+HIGH_RATE_LIMITS = {
+    f"RATE_LIMIT_{group}": "1000000/m"
+    for group in ("UPLOAD_SINGLE", "UPLOAD_MULTIPLE", "SEARCH", "STORES", "READ")
+    + ("MONITORING",)
+}
+
+
+def server_env(folder: Path, **overrides: str) -> dict[str, str]:
+    """A server's environment with everything of its own under `folder`.
+
+    SQLite, locmem, one worker, development settings with DEBUG off; any
+    setting can be overridden (e.g. ``REDIS_URL=...``, ``WORKERS="2"``).
+    """
+    return {
+        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+        "DATA_DIR": str(folder / "data"),
+        "REDIS_URL": "",
+        "WORKERS": "1",
+        "ENVIRONMENT": "development",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus"),
+        **overrides,
+    }
 
 
 def free_port() -> int:

@@ -2,10 +2,12 @@
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +87,45 @@ def test_production_starts_with_real_settings():
     result = _settings_in_production(SECRET_KEY="x" * 50, ALLOWED_HOSTS="example.com")
 
     assert result.returncode == 0, result.stderr
+
+
+def test_the_deploy_checks_pass_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "flamehaven.settings",
+            "ENVIRONMENT": "production",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "search.example.com",
+        },
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("RATE_LIMIT_SEARCH", "lots", "search rate limit 'lots'"),
+        ("RATE_LIMIT_UPLOAD_SINGLE", "10/minute", "upload-single rate limit"),
+        (
+            "TRUSTED_PROXIES",
+            "10.0.0.0/8, proxy.example.com",
+            "TRUSTED_PROXIES='10.0.0.0/8, proxy.example.com': give a count",
+        ),
+    ],
+)
+def test_a_malformed_setting_stops_the_start(setting, value, message):
+    result = _settings_in_production(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="example.com",
+        **{setting: value},
+    )
+
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-500:]

@@ -51,6 +51,18 @@ def test_schema_validates_without_warnings(tmp_path):
     assert "ApiKeyAuth" in schema["components"]["securitySchemes"]
     upload = schema["paths"]["/api/stores/{store_name}/documents/"]["post"]
     assert {"201", "413", "415", "422"} <= set(upload["responses"])
+    # What the service checks itself is still in the schema for clients.
+    from stores.models import STORE_NAME_PATTERN
+
+    name = schema["components"]["schemas"]["Store"]["properties"]["name"]
+    assert name["pattern"] == STORE_NAME_PATTERN
+    # One file answers a document, several {"results": [...]}: both documented.
+    created = upload["responses"]["201"]["content"]["application/json"]["schema"]
+    assert created == {"$ref": "#/components/schemas/UploadResult"}
+    assert schema["components"]["schemas"]["UploadResult"]["oneOf"] == [
+        {"$ref": "#/components/schemas/Document"},
+        {"$ref": "#/components/schemas/DocumentListResult"},
+    ]
 
 
 @pytest.mark.django_db

@@ -31,7 +31,12 @@ def test_the_report_adds_up_what_happened(client, store, write_client, read_clie
     assert after["requests"]["total"] - before["requests"]["total"] == 5 + 1
     assert after["stores"] == 1
     assert after["documents_by_status"] == {"ready": 1}
-    assert set(after["system"]) == {"cpu_percent", "memory_percent", "disk_percent"}
+    assert set(after["system"]) == {
+        "cpu_percent",
+        "memory_percent",
+        "disk_percent",
+        "cpu_count",
+    }
     assert after["uptime_seconds"] >= 0
 
 

@@ -1,14 +1,18 @@
 """/prometheus: who may scrape, what a scrape holds, and sums over gunicorn workers."""
 
 import re
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.servers import ServerProcess, create_api_key, prepare_database
+from tests.servers import (
+    ServerProcess,
+    create_api_key,
+    prepare_database,
+    server_env,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,6 +36,34 @@ def test_loopback_may_scrape_and_sees_every_kind_of_metric(client, store):
     for name in SCRAPE_NAMES:
         assert re.search(rf"^{name}[{{ ]", text, re.M), name
     assert re.search(r"^stores_total 1\.0$", text, re.M)
+
+
+def _sample(text: str, name: str, **labels) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(
+            f'{key}="{value}"' in line for key, value in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_database_and_cache_metrics_come_from_django_prometheus(client, read_client):
+    from django.db import connection
+
+    vendor = connection.vendor
+    before = client.get("/prometheus").content.decode()
+    read_client.get("/api/stores/")  # an authenticated request: SQL
+    client.get("/health")  # a get from the default cache
+    after = client.get("/prometheus").content.decode()
+
+    queries = "django_db_execute_total"
+    assert _sample(after, queries, vendor=vendor) > _sample(
+        before, queries, vendor=vendor
+    )
+    gets = "django_cache_get_total"
+    assert _sample(after, gets) > _sample(before, gets)
 
 
 @pytest.fixture
@@ -85,18 +117,7 @@ def _requests_total(text: str) -> float:
 
 @pytest.mark.slow
 def test_two_gunicorn_workers_are_summed(tmp_path):
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DATA_DIR": str(tmp_path / "data"),
-        "REDIS_URL": "",
-        "WORKERS": "2",
-        "THREADS": "4",
-        "ENVIRONMENT": "development",
-        "DEBUG": "false",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECRET_KEY": secrets.token_urlsafe(40),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-    }
+    env = server_env(tmp_path, WORKERS="2", THREADS="4")
     prepare_database(env)
     create_api_key(env, "read")
 
@@ -111,11 +132,7 @@ def test_two_gunicorn_workers_are_summed(tmp_path):
             )
         time.sleep(0.2)
         after_text = requests.get(f"{url}/prometheus", timeout=10).text
-        pids = {
-            line.split()[-1]
-            for line in server.log_text().splitlines()
-            if "Booting worker with pid" in line
-        }
+        pids = set(re.findall(r"Booting worker with pid: (\d+)", server.log_text()))
 
     assert all(r.status_code == 200 for r in statuses)
     # The 100 requests, plus the first scrape (counted when it finished).

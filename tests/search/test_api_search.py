@@ -186,3 +186,42 @@ def test_service_layer_upload_then_search(store):
     result = search(SearchParams(query="what guides hikers at night?"))
 
     assert result["sources"][0]["title"] == "l.txt"
+
+
+def test_the_injection_corpus_over_the_api_leaves_everything_intact(
+    read_client, corpus, settings
+):
+    """Every hostile string, by GET and POST: answered (or refused) in the error
+    shape, never a 5xx, and the tables the strings aim at are untouched."""
+    from django.db import connection
+
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "search": "1000/m"}
+
+    from accounts.models import ApiKey
+    from stores.models import Chunk, Document, Store
+    from tests.stores.test_local_backend import HOSTILE_QUERIES
+
+    counts = (Store.objects.count(), Document.objects.count(), Chunk.objects.count())
+    keys = ApiKey.objects.count()
+    statuses = set()
+    for query in {*HOSTILE, *HOSTILE_QUERIES}:
+        query = query.replace("\ud800", "")  # not encodable as UTF-8 JSON
+        for response in (
+            read_client.get("/api/search", {"q": query.replace("\x00", "")}),
+            read_client.post("/api/search", {"query": query}, format="json"),
+        ):
+            statuses.add(response.status_code)
+            if response.status_code != 200:
+                expected = "VALIDATION_ERROR" if len(query) > 1000 else "EMPTY_QUERY"
+                assert response.json()["error"] == expected, query
+
+    assert statuses <= {200, 400}
+    assert (
+        Store.objects.count(),
+        Document.objects.count(),
+        Chunk.objects.count(),
+    ) == counts
+    assert ApiKey.objects.count() == keys
+    assert connection.introspection.table_names().count("stores_chunk") == 1
+    answer = read_client.get("/api/search", {"q": "bread"}).json()
+    assert answer["sources"]
