@@ -217,6 +217,16 @@ def throttled_response(exc: drf.Throttled) -> JsonResponse:
     return response
 
 
+def length_required() -> JsonResponse:
+    """A 411 in the error shape, for a request body sent without Content-Length."""
+    return _django_error(
+        411,
+        "LENGTH_REQUIRED",
+        "Send the request body with a Content-Length header; "
+        "chunked request bodies are not read.",
+    )(None)
+
+
 def permission_denied(message: str) -> JsonResponse:
     """A 403 in the error shape, for plain Django views."""
     return _django_error(403, "PERMISSION_DENIED", message)(None)

@@ -1,4 +1,5 @@
-"""Request id, security headers and the one access-log line per request."""
+"""Request id, security headers, the one access-log line per request, and the
+refusal of bodies Django cannot read."""
 
 import time
 
@@ -7,6 +8,7 @@ from django.conf import settings
 
 from flamehaven import rowmemo
 from flamehaven.client_ip import client_ip
+from flamehaven.errors import length_required
 from flamehaven.request_id import accept_or_new, reset_request_id, set_request_id
 
 access_log = structlog.get_logger("flamehaven.access")
@@ -82,3 +84,25 @@ class AccessLogMiddleware:
             error=getattr(response, "error_code", None),
         )
         return response
+
+
+class LengthRequiredMiddleware:
+    """411 for a body sent with ``Transfer-Encoding: chunked``.
+
+    Django reads a request body only up to its Content-Length, so a chunked body
+    (gunicorn passes it through) would arrive empty: an upload would be answered
+    "no file was submitted" and a JSON search "query is required". A client is
+    better told what to change. Proxies that buffer bodies (nginx by default)
+    forward them with a Content-Length, so this only meets direct clients.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if (
+            "CONTENT_LENGTH" not in request.META
+            and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            return length_required()
+        return self.get_response(request)

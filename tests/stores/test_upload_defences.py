@@ -7,6 +7,7 @@ limit as its error.
 """
 
 import pytest
+import requests
 
 from stores.models import Chunk, Document
 from tests.conftest import stored_files, upload
@@ -15,6 +16,13 @@ from tests.factories import (
     make_many_pages_pdf,
     make_pdf,
     make_zip_bomb_docx,
+)
+from tests.servers import (
+    HIGH_RATE_LIMITS,
+    ServerProcess,
+    create_api_key,
+    prepare_database,
+    server_env,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -163,3 +171,71 @@ def test_an_upload_into_a_store_deleted_meanwhile_is_404_and_leaves_nothing(
 
     assert Document.objects.count() == 0
     assert stored_files(media_root) == []
+
+
+def _multipart(filename: str, content: bytes) -> tuple[bytes, str]:
+    boundary = "flamehaven-test-boundary"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.slow
+def test_a_chunked_body_is_411_not_an_empty_request(tmp_path):
+    """Over real HTTP: Django reads a body only up to its Content-Length, so a
+    chunked upload would otherwise arrive as "no file was submitted"."""
+    env = server_env(tmp_path, **HIGH_RATE_LIMITS)
+    prepare_database(env)
+    headers = {"Authorization": f"Api-Key {create_api_key(env, 'write')}"}
+    body, content_type = _multipart("chunked.txt", b"Words sent in chunks.")
+
+    def in_chunks(data: bytes):  # a generator makes requests send it chunked
+        yield data[:40]
+        yield data[40:]
+
+    with ServerProcess(env) as server:
+        api = f"{server.base_url}/api"
+        assert (
+            requests.post(
+                f"{api}/stores/", json={"name": "live"}, headers=headers, timeout=10
+            ).status_code
+            == 201
+        )
+        upload_url = f"{api}/stores/live/documents/"
+
+        refused = requests.post(
+            upload_url,
+            data=in_chunks(body),
+            headers={**headers, "Content-Type": content_type},
+            timeout=10,
+        )
+        search = requests.post(
+            f"{api}/search",
+            data=in_chunks(b'{"query": "words", "store_name": "live"}'),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        listed = requests.get(upload_url, headers=headers, timeout=10).json()
+        stored_after_refusal = stored_files(tmp_path / "data")
+        accepted = requests.post(  # the same body with a length is fine
+            upload_url,
+            data=body,
+            headers={**headers, "Content-Type": content_type},
+            timeout=10,
+        )
+
+    assert refused.request.headers["Transfer-Encoding"] == "chunked"
+    for response in (refused, search):
+        assert response.status_code == 411, response.text
+        assert response.json()["error"] == "LENGTH_REQUIRED"
+        assert "Content-Length" in response.json()["message"]
+    assert listed["count"] == 0
+    assert stored_after_refusal == []
+    assert accepted.status_code == 201, accepted.text
