@@ -1,5 +1,5 @@
 """Request id, security headers, the one access-log line per request, and the
-refusal of bodies Django cannot read."""
+refusal of a body nothing could read."""
 
 import time
 
@@ -7,6 +7,7 @@ import structlog
 from django.conf import settings
 
 from flamehaven import rowmemo
+from flamehaven.chunked import is_chunked_without_length
 from flamehaven.client_ip import client_ip
 from flamehaven.errors import length_required
 from flamehaven.request_id import accept_or_new, reset_request_id, set_request_id
@@ -87,22 +88,18 @@ class AccessLogMiddleware:
 
 
 class LengthRequiredMiddleware:
-    """411 for a body sent with ``Transfer-Encoding: chunked``.
+    """411 for a chunked body that nothing could read.
 
-    Django reads a request body only up to its Content-Length, so a chunked body
-    (gunicorn passes it through) would arrive empty: an upload would be answered
-    "no file was submitted" and a JSON search "query is required". A client is
-    better told what to change. Proxies that buffer bodies (nginx by default)
-    forward them with a Content-Length, so this only meets direct clients.
+    Under gunicorn, :mod:`flamehaven.chunked` has already read such a body and
+    given it a length. Where the server cannot say where a chunked body ends
+    (runserver), Django would read it as empty: the client is told what to change
+    instead of being answered "no file was submitted".
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if (
-            "CONTENT_LENGTH" not in request.META
-            and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-        ):
+        if is_chunked_without_length(request.META):
             return length_required()
         return self.get_response(request)

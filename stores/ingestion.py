@@ -121,38 +121,78 @@ def inspect_upload(*, path: Source, mime_type: str) -> None:
 def inspect_pdf(*, path: Source) -> None:
     """Refuse a PDF whose page tree loops or holds more than MAX_PDF_PAGES pages.
 
-    Only the page tree is read (pypdf flattens it and detects cycles), not the
-    pages' content. A PDF that cannot be opened is left for extraction to report,
-    so that the document is kept as failed with a readable error.
+    Only the page tree is read, not the pages' content, and by
+    :func:`_count_pages`, which stops as soon as the limit is passed. pypdf's own
+    count flattens the whole tree first: 4.8 s and 240 MB for an 8.5 MB file of
+    100,000 empty pages, against 0.6 s and 46 MB here (``bench/pdf_inspect.py``).
+    A PDF that cannot be opened is left for extraction to report, so that the
+    document is kept as failed with a readable error.
     """
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError
 
+    limit = settings.MAX_PDF_PAGES
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
             return  # extraction says whether it opens
-        pages = len(reader.pages)
-    except PdfReadError as exc:
-        if "cyclic" in str(exc).lower():
-            raise UnsafeFile(
-                "The PDF's page tree refers back to itself.",
-                details={"reason": "cyclic_page_tree"},
-            ) from exc
-        return
-    except RecursionError as exc:
+        pages = _count_pages(reader.trailer["/Root"]["/Pages"], limit)
+    except UnsafeFile:
+        raise
+    except LimitReachedError as exc:  # e.g. a /Kids array of over 100,000 entries
         raise UnsafeFile(
-            "The PDF's page tree is nested too deeply.",
-            details={"reason": "deep_page_tree"},
+            f"The PDF is beyond the reader's safety limits: {exc}",
+            details={"reason": "parser_limit"},
         ) from exc
     except Exception:  # strict=False pypdf fails in many ways: extraction reports
         return
-    if pages > settings.MAX_PDF_PAGES:
+    if pages > limit:
         raise UnsafeFile(
-            f"The PDF has {pages:,} pages; at most {settings.MAX_PDF_PAGES:,} are "
-            "allowed.",
-            details={"reason": "too_many_pages", "pages": pages},
+            f"The PDF has more than {limit:,} pages; at most {limit:,} are allowed.",
+            details={"reason": "too_many_pages", "max_pages": limit},
         )
+
+
+def _count_pages(root, limit: int) -> int:
+    """The pages under the page tree `root`, counted up to ``limit + 1``.
+
+    Walks the tree with a stack (no recursion, however deep it is nested) and
+    visits each node once: a node met again means the tree loops, or shares a
+    subtree, which can multiply the pages a reader sees far beyond the file's
+    size. Interior nodes are bounded too, so a tree of empty ``/Pages`` nodes
+    cannot make the walk long either.
+    """
+    from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
+
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    pages = nodes = 0
+    while stack and pages <= limit:
+        reference = stack.pop()
+        if isinstance(reference, IndirectObject):
+            if (reference.idnum, reference.generation) in seen:
+                raise UnsafeFile(
+                    "The PDF's page tree refers back to itself or repeats a node.",
+                    details={"reason": "cyclic_page_tree"},
+                )
+            seen.add((reference.idnum, reference.generation))
+        node = reference.get_object()
+        if not isinstance(node, DictionaryObject):
+            continue  # a broken reference: extraction reports it
+        nodes += 1
+        if nodes > 2 * limit + 1:
+            raise UnsafeFile(
+                "The PDF's page tree has far more nodes than pages.",
+                details={"reason": "oversized_page_tree"},
+            )
+        kids = node.get("/Kids")
+        if kids is None:
+            pages += 1  # a leaf is a page, whatever its /Type says
+            continue
+        kids = kids.get_object()
+        if isinstance(kids, ArrayObject):
+            stack.extend(reversed(kids))
+    return pages
 
 
 def inspect_archive(*, path: Source, mime_type: str) -> None:

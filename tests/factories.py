@@ -125,7 +125,7 @@ def corrupt_docx() -> bytes:
 
 def _raw_pdf(objects: list[bytes]) -> bytes:
     """A PDF written object by object (1 0 obj is the catalog), with its xref."""
-    out = b"%PDF-1.4\n"
+    out = bytearray(b"%PDF-1.4\n")  # bytes += would be quadratic in big files
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -137,7 +137,39 @@ def _raw_pdf(objects: list[bytes]) -> bytes:
         len(objects) + 1,
         xref,
     )
-    return out
+    return bytes(out)
+
+
+def make_shared_subtree_pdf(levels: int) -> bytes:
+    """Each level lists the next one twice: 2**levels pages to a naive reader."""
+    return _raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            *[
+                b"<< /Type /Pages /Kids [%d 0 R %d 0 R] /Count %d >>"
+                % (level + 3, level + 3, 2 ** (levels - level))
+                for level in range(levels)
+            ],
+            b"<< /Type /Page /MediaBox [0 0 10 10] >>",
+        ]
+    )
+
+
+def make_nested_pdf(depth: int, pages: int = 1) -> bytes:
+    """`depth` /Pages nodes, each the only kid of the one above, then `pages`."""
+    last = depth + 1  # the number of the deepest /Pages node
+    kids = b" ".join(b"%d 0 R" % (last + 1 + n) for n in range(pages))
+    return _raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            *[
+                b"<< /Type /Pages /Kids [%d 0 R] /Count %d >>" % (number + 1, pages)
+                for number in range(2, last)
+            ],
+            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+            *[b"<< /Type /Page /MediaBox [0 0 10 10] >>"] * pages,
+        ]
+    )
 
 
 def make_cyclic_pdf() -> bytes:
@@ -151,13 +183,38 @@ def make_cyclic_pdf() -> bytes:
     )
 
 
-def make_many_pages_pdf(pages: int) -> bytes:
-    """A small file with `pages` empty pages (about 60 bytes each)."""
-    kids = b" ".join(b"%d 0 R" % (number + 3) for number in range(pages))
+def make_many_pages_pdf(pages: int, per_node: int | None = None) -> bytes:
+    """A file of `pages` empty pages (about 100 bytes each with their references).
+
+    With `per_node`, the pages hang from /Pages nodes of at most that many kids
+    each, under the root; without it, all of them are the root's kids.
+    """
+    per_node = per_node or pages
+    groups = [
+        range(start, min(start + per_node, pages))
+        for start in range(0, pages, per_node)
+    ]
+    first_page = 3 + len(groups)  # catalog, root, then one node per group
+
+    def refs(numbers) -> bytes:
+        return b" ".join(b"%d 0 R" % number for number in numbers)
+
+    if len(groups) == 1:
+        first_page = 3
+        nodes = []
+        root_kids = refs(first_page + n for n in range(pages))
+    else:
+        nodes = [
+            b"<< /Type /Pages /Parent 2 0 R /Kids [%s] /Count %d >>"
+            % (refs(first_page + n for n in group), len(group))
+            for group in groups
+        ]
+        root_kids = refs(3 + g for g in range(len(groups)))
     return _raw_pdf(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
-            *[b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"] * pages,
+            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (root_kids, pages),
+            *nodes,
+            *[b"<< /Type /Page /MediaBox [0 0 10 10] >>"] * pages,
         ]
     )

@@ -18,15 +18,20 @@ from stores.ingestion import (
     detect_mime_type,
     extract_text,
     inspect_archive,
+    inspect_pdf,
     split_sentences,
 )
 from tests.factories import (
     corrupt_docx,
     corrupt_pdf,
+    make_cyclic_pdf,
     make_docx,
     make_encrypted_pdf,
+    make_many_pages_pdf,
+    make_nested_pdf,
     make_pdf,
     make_png,
+    make_shared_subtree_pdf,
     make_zip_bomb_docx,
 )
 
@@ -177,6 +182,70 @@ def test_inspect_archive_accepts_normal_docx_from_path_or_file(write):
 def test_inspect_archive_leaves_unreadable_zips_and_other_types_alone(write):
     inspect_archive(path=write("bad.docx", corrupt_docx()), mime_type=DOCX)
     inspect_archive(path=write("bomb.pdf", make_zip_bomb_docx(2**21)), mime_type=PDF)
+
+
+# --- inspect_pdf --------------------------------------------------------------------
+
+
+def refusal(write, name: str, data: bytes) -> dict:
+    with pytest.raises(UnsafeFile) as caught:
+        inspect_pdf(path=write(name, data))
+    return caught.value.details
+
+
+def test_inspect_pdf_counts_pages_up_to_the_limit(write, settings):
+    settings.MAX_PDF_PAGES = 50
+    inspect_pdf(path=write("fifty.pdf", make_many_pages_pdf(50)))
+    inspect_pdf(path=write("nested.pdf", make_nested_pdf(depth=10, pages=50)))
+
+    assert refusal(write, "fifty-one.pdf", make_many_pages_pdf(51)) == {
+        "reason": "too_many_pages",
+        "max_pages": 50,
+    }
+    assert refusal(write, "deep.pdf", make_nested_pdf(depth=10, pages=51)) == {
+        "reason": "too_many_pages",
+        "max_pages": 50,
+    }
+
+
+def test_inspect_pdf_refuses_what_pypdf_will_not_parse(write, settings):
+    settings.MAX_PDF_PAGES = 200_000
+    # pypdf reads at most 100,000 entries of an array: extraction would fail.
+    details = refusal(write, "wide.pdf", make_many_pages_pdf(100_001))
+
+    assert details == {"reason": "parser_limit"}
+
+
+def test_inspect_pdf_refuses_a_loop_and_a_shared_subtree(write):
+    assert refusal(write, "loop.pdf", make_cyclic_pdf())["reason"] == (
+        "cyclic_page_tree"
+    )
+    # 2**60 pages to a reader that follows every reference: refused at the
+    # second visit of the first shared node.
+    assert refusal(write, "laughs.pdf", make_shared_subtree_pdf(60))["reason"] == (
+        "cyclic_page_tree"
+    )
+
+
+def test_inspect_pdf_walks_any_depth_without_recursion(write, settings):
+    settings.MAX_PDF_PAGES = 3000
+    # Deeper than Python's recursion limit; pypdf's own walk recurses.
+    inspect_pdf(path=write("deep.pdf", make_nested_pdf(depth=2500)))
+
+
+def test_inspect_pdf_bounds_interior_nodes(write, settings):
+    settings.MAX_PDF_PAGES = 100
+    # 201 /Pages nodes over one page: more nodes than any tree of 100 pages needs.
+    assert refusal(write, "hollow.pdf", make_nested_pdf(depth=201)) == {
+        "reason": "oversized_page_tree"
+    }
+    inspect_pdf(path=write("fine.pdf", make_nested_pdf(depth=150)))
+
+
+def test_inspect_pdf_leaves_unreadable_and_encrypted_pdfs_to_extraction(write):
+    inspect_pdf(path=write("bad.pdf", corrupt_pdf()))
+    inspect_pdf(path=write("locked.pdf", make_encrypted_pdf(["Locked page."])))
+    inspect_pdf(path=write("doc.pdf", make_pdf(["One page."])))
 
 
 # --- extract_text -----------------------------------------------------------------

@@ -6,6 +6,8 @@ merely slow to read is kept as a failed document (DESIGN.md), with the time
 limit as its error.
 """
 
+import json
+
 import pytest
 import requests
 
@@ -63,7 +65,10 @@ def test_a_pdf_with_more_pages_than_allowed(write_client, store, media_root, set
     response = upload(write_client, "default", {"long.pdf": make_many_pages_pdf(2001)})
 
     body = assert_refused(response, 422, "UNSAFE_FILE", media_root)
-    assert body["details"] == {"reason": "too_many_pages", "pages": 2001}
+    assert body["details"] == {"reason": "too_many_pages", "max_pages": 2000}
+    assert body["message"] == (
+        "The PDF has more than 2,000 pages; at most 2,000 are allowed."
+    )
 
 
 def test_a_pdf_whose_page_tree_loops(write_client, store, media_root):
@@ -187,18 +192,21 @@ def _multipart(filename: str, content: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def in_chunks(data: bytes, size: int = 64 * 1024):
+    """A generator body: requests sends it with Transfer-Encoding: chunked."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
 @pytest.mark.slow
-def test_a_chunked_body_is_411_not_an_empty_request(tmp_path):
-    """Over real HTTP: Django reads a body only up to its Content-Length, so a
-    chunked upload would otherwise arrive as "no file was submitted"."""
-    env = server_env(tmp_path, **HIGH_RATE_LIMITS)
+def test_chunked_bodies_are_read_and_held_to_the_request_size(tmp_path):
+    """Over real HTTP: Django reads a body only up to its Content-Length, which a
+    chunked request has none of (flamehaven/chunked.py gives it one)."""
+    env = server_env(tmp_path, MAX_REQUEST_SIZE_MB="1", **HIGH_RATE_LIMITS)
     prepare_database(env)
     headers = {"Authorization": f"Api-Key {create_api_key(env, 'write')}"}
-    body, content_type = _multipart("chunked.txt", b"Words sent in chunks.")
-
-    def in_chunks(data: bytes):  # a generator makes requests send it chunked
-        yield data[:40]
-        yield data[40:]
+    small, content_type = _multipart("chunked.txt", b"Words sent in chunks.")
+    big, _ = _multipart("big.txt", b"Too many words. " * 80_000)  # 1.2 MB
 
     with ServerProcess(env) as server:
         api = f"{server.base_url}/api"
@@ -210,32 +218,44 @@ def test_a_chunked_body_is_411_not_an_empty_request(tmp_path):
         )
         upload_url = f"{api}/stores/live/documents/"
 
-        refused = requests.post(
-            upload_url,
-            data=in_chunks(body),
-            headers={**headers, "Content-Type": content_type},
-            timeout=10,
-        )
+        def chunked_upload(body: bytes) -> requests.Response:
+            return requests.post(
+                upload_url,
+                data=in_chunks(body),
+                headers={**headers, "Content-Type": content_type},
+                timeout=10,
+            )
+
+        refused = chunked_upload(big)
+        stored_after_refusal = stored_files(tmp_path / "data")
+        accepted = chunked_upload(small)
         search = requests.post(
             f"{api}/search",
-            data=in_chunks(b'{"query": "words", "store_name": "live"}'),
+            data=in_chunks(b'{"query": "words in chunks", "store_name": "live"}', 8),
             headers={**headers, "Content-Type": "application/json"},
-            timeout=10,
-        )
-        listed = requests.get(upload_url, headers=headers, timeout=10).json()
-        stored_after_refusal = stored_files(tmp_path / "data")
-        accepted = requests.post(  # the same body with a length is fine
-            upload_url,
-            data=body,
-            headers={**headers, "Content-Type": content_type},
             timeout=10,
         )
 
     assert refused.request.headers["Transfer-Encoding"] == "chunked"
-    for response in (refused, search):
-        assert response.status_code == 411, response.text
-        assert response.json()["error"] == "LENGTH_REQUIRED"
-        assert "Content-Length" in response.json()["message"]
-    assert listed["count"] == 0
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["error"] == "REQUEST_TOO_LARGE"
     assert stored_after_refusal == []
     assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["filename"] == "chunked.txt"
+    assert accepted.json()["size_bytes"] == len(b"Words sent in chunks.")
+    assert search.status_code == 200, search.text
+    assert search.json()["sources"][0]["document_id"] == accepted.json()["id"]
+
+
+def test_a_chunked_body_nothing_could_read_is_411(rf):
+    """Where the server cannot say where a chunked body ends (runserver)."""
+    from flamehaven.middleware import LengthRequiredMiddleware
+
+    request = rf.post("/api/search", b"", content_type="application/json")
+    request.META.pop("CONTENT_LENGTH", None)
+    request.META["HTTP_TRANSFER_ENCODING"] = "chunked"
+
+    response = LengthRequiredMiddleware(lambda request: None)(request)
+
+    assert response.status_code == 411
+    assert json.loads(response.content)["error"] == "LENGTH_REQUIRED"
