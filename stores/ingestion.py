@@ -136,7 +136,7 @@ def inspect_pdf(*, path: Source) -> None:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
             return  # extraction says whether it opens
-        pages = _count_pages(reader.trailer["/Root"]["/Pages"], limit)
+        pages = _count_pages(reader.trailer["/Root"].raw_get("/Pages"), limit)
     except UnsafeFile:
         raise
     except LimitReachedError as exc:  # e.g. a /Kids array of over 100,000 entries
