@@ -228,6 +228,7 @@ def test_chunked_bodies_are_read_and_held_to_the_request_size(tmp_path):
 
         refused = chunked_upload(big)
         stored_after_refusal = stored_files(tmp_path / "data")
+        listed_after_refusal = requests.get(upload_url, headers=headers, timeout=10)
         accepted = chunked_upload(small)
         search = requests.post(
             f"{api}/search",
@@ -240,6 +241,7 @@ def test_chunked_bodies_are_read_and_held_to_the_request_size(tmp_path):
     assert refused.status_code == 413, refused.text
     assert refused.json()["error"] == "REQUEST_TOO_LARGE"
     assert stored_after_refusal == []
+    assert listed_after_refusal.json()["count"] == 0
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["filename"] == "chunked.txt"
     assert accepted.json()["size_bytes"] == len(b"Words sent in chunks.")
