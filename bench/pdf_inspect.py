@@ -1,6 +1,6 @@
 """What the upload-time PDF check costs against a hostile page count.
 
-At upload, before anything is stored, ``stores.ingestion.inspect_pdf`` counts a
+At upload, before anything is stored, ``stores.filetypes.inspect_pdf`` counts a
 PDF's pages and refuses more than MAX_PDF_PAGES. It walks the page tree itself and
 stops past the limit; pypdf's ``len(reader.pages)`` flattens the whole tree first.
 For files of empty pages (about 100 bytes a page, so a 50 MB upload holds some
@@ -63,7 +63,7 @@ def main() -> None:
     from pypdf.errors import LimitReachedError
 
     from flamehaven.errors import UnsafeFile
-    from stores.ingestion import inspect_pdf
+    from stores.filetypes import inspect_pdf
     from tests.factories import make_many_pages_pdf
 
     def walk(path: str) -> str:

@@ -15,7 +15,7 @@ from django.utils.text import Truncator, capfirst
 from flamehaven.errors import ApiError
 from search.services import SearchParams, cache_clear, search
 from stores import services
-from stores.models import Chunk, Document, Store
+from stores.models import Chunk, Document, Store, Worker
 from stores.uploads import raise_if_oversized
 
 DELETE_CONFIRMATION_TEMPLATE = "admin/stores/delete_action_confirmation.html"
@@ -304,6 +304,8 @@ class DocumentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         "char_count",
         "page_count",
         "remote_name",
+        "owner",
+        "attempts",
         "chunks_link",
         "created_at",
         "updated_at",
@@ -410,11 +412,17 @@ class DocumentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 
     @admin.action(description="Re-index selected documents", permissions=["reindex"])
     def reindex_documents(self, request, queryset):
-        count = 0
+        count, busy = 0, []
         for document in queryset:
-            services.document_reindex(document=document)
+            try:
+                services.document_reindex(document=document)
+            except ApiError as exc:  # DOCUMENT_BUSY, or deleted meanwhile
+                busy.append(f"{document.filename}: {exc.message}")
+                continue
             count += 1
         self.message_user(request, f"Queued {count} document(s) for indexing.")
+        for message in busy:
+            self.message_user(request, message, level=messages.WARNING)
 
     @admin.action(description="Delete selected documents", permissions=["delete"])
     def delete_documents(self, request, queryset):
@@ -443,4 +451,18 @@ class ChunkAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Read-only: the processes that own ingestion work, and their heartbeats."""
+
+    list_display = ["id", "kind", "hostname", "pid", "started_at", "heartbeat_at"]
+    list_filter = ["kind", "hostname"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -15,6 +15,16 @@ from django.db import models
 STORE_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62})$"
 
 
+class StoreQuerySet(models.QuerySet):
+    def bump_revision(self) -> int:
+        """Mark these stores' searchable content as changed (cache keys follow).
+
+        One UPDATE with F(): concurrent bumps never lose one, and django-cachalot
+        drops its cached store rows on commit, in every worker sharing the cache.
+        """
+        return self.update(revision=models.F("revision") + 1)
+
+
 class Store(models.Model):
     class Backend(models.TextChoices):
         LOCAL = "local", "Local full-text"
@@ -45,6 +55,8 @@ class Store(models.Model):
     revision = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = StoreQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -80,6 +92,13 @@ class Document(models.Model):
     char_count = models.PositiveBigIntegerField(default=0)
     page_count = models.PositiveIntegerField(null=True, blank=True)
     remote_name = models.CharField(max_length=255, blank=True, default="")
+    # Who will finish the ingestion of a pending or processing document: the
+    # Worker id of the process that queued it in-process or is running it, or ""
+    # while it waits in the database task queue (see stores.ownership).
+    owner = models.CharField(max_length=64, blank=True, default="")
+    # Ingestions started since the last upload or re-index; the sweep gives up
+    # on a document whose ingestion keeps taking its process down.
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -118,3 +137,24 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class Worker(models.Model):
+    """A process that owns ingestion work, alive while its heartbeat is fresh.
+
+    Web processes (with the immediate task backend), db_workers and the ingest
+    command register one when they first take a document; see stores.ownership.
+    """
+
+    id = models.CharField(primary_key=True, max_length=64)
+    kind = models.CharField(max_length=16)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-heartbeat_at"]
+
+    def __str__(self) -> str:
+        return self.id

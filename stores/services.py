@@ -9,44 +9,36 @@ errors, which the API turns into the error shape.
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import os
 import time
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import IO
 
 import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files import File
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, QuerySet
-from django.utils import timezone
+from django.db.models import Count, Q, QuerySet
 
 from flamehaven.errors import (
     ApiError,
+    DocumentBusy,
     DocumentNotFound,
-    EmptyFile,
-    FileSizeExceeded,
+    InsufficientStorage,
     StoreExists,
     StoreNotFound,
-    TooManyFiles,
-    UpstreamError,
-    UpstreamUnavailable,
     ValidationFailed,
 )
 from flamehaven.rowmemo import RowMemo
 from monitoring import metrics
-from stores import ingestion
-from stores.backends import get_backend
-from stores.models import Chunk, Document, Store
-from stores.uploads import safe_filename
+from stores import filetypes, ownership, pipeline, tasks
+from stores.backends import delete_remote_quietly, get_backend
+from stores.models import Document, Store, document_upload_to
+from stores.uploads import CheckedUpload, check_uploads
 
 log = structlog.get_logger(__name__)
-
-_HEAD_BYTES = 8192
-_HASH_BLOCK = 1024 * 1024
 
 
 # --- Stores ---------------------------------------------------------------------
@@ -115,7 +107,9 @@ def store_create(
         with transaction.atomic():
             store.save()
     except IntegrityError as exc:  # created concurrently under the same name
-        _delete_remote(backend_impl.delete_store, store, remote=store.remote_name)
+        delete_remote_quietly(
+            backend_impl.delete_store, store, remote=store.remote_name
+        )
         raise exists from exc
     log.info("store_created", store=name, backend=backend)
     return store
@@ -130,117 +124,43 @@ def store_update(*, store: Store, description: str) -> Store:
 
 
 def store_delete(*, store: Store) -> None:
-    """Delete the store with its documents, chunks, stored files and remote copy."""
-    file_names = list(store.documents.values_list("file", flat=True))
+    """Delete the store with its documents, chunks, stored files and remote copy.
+
+    The store row is locked first: an upload or ingestion committing into this
+    store waits for the delete and then finds the store gone, so the delete
+    never fails on a row added meanwhile and nothing is left behind.
+    """
     backend = get_backend(store)
     with transaction.atomic():
+        if not Store.objects.select_for_update().filter(pk=store.pk).exists():
+            raise StoreNotFound(
+                f"Store '{store.name}' not found", details={"store": store.name}
+            )
+        file_names = list(
+            Document.objects.filter(store=store).values_list("file", flat=True)
+        )
         store.delete()
 
     def cleanup() -> None:
         _delete_files(file_names)
-        _delete_remote(backend.delete_store, store, remote=store.remote_name)
+        _remove_store_folder(store)
+        delete_remote_quietly(backend.delete_store, store, remote=store.remote_name)
 
     transaction.on_commit(cleanup)
     log.info("store_deleted", store=store.name, documents=len(file_names))
 
 
-def _delete_remote(delete, target, *, remote: str) -> None:
-    """Delete a remote copy after ours is gone; if the backend cannot, log it.
-
-    Ours is already deleted: a backend outage must not bring it back or fail the
-    request, but what was left behind must be findable.
-    """
-    try:
-        delete(target)
-    except ApiError as exc:
-        log.error("remote_copy_left_behind", remote=remote, error=exc.message)
-
-
 def store_bump_revision(*, store_id: int) -> None:
-    """Mark the store's searchable content as changed (search cache keys follow).
-
-    One UPDATE with F(): concurrent bumps never lose one, and django-cachalot
-    drops its cached store rows on commit, in every worker sharing the cache.
-    """
-    Store.objects.filter(pk=store_id).update(revision=F("revision") + 1)
+    """Mark the store's searchable content as changed (search cache keys follow)."""
+    Store.objects.filter(pk=store_id).bump_revision()
 
 
 def stores_bump_revisions() -> None:
     """Bump every store's revision: no search-cache entry written before is used."""
-    Store.objects.update(revision=F("revision") + 1)
+    Store.objects.bump_revision()
 
 
 # --- Uploads --------------------------------------------------------------------
-
-
-@dataclass
-class _CheckedUpload:
-    file: IO[bytes]
-    filename: str
-    size: int
-    mime_type: str
-    sha256: str
-
-
-def _check_upload(file: IO[bytes], name: str) -> _CheckedUpload:
-    """Validate one file without storing anything; raise the matching ApiError."""
-    filename = safe_filename(name)
-    size = getattr(file, "size", None)
-    if size is None:
-        file.seek(0, 2)
-        size = file.tell()
-    if size == 0:
-        raise EmptyFile(f"'{filename}' is empty.", details={"filename": filename})
-    if size > settings.MAX_FILE_SIZE_BYTES:
-        raise FileSizeExceeded(
-            f"'{filename}' is larger than the limit of {settings.MAX_FILE_SIZE_MB} MB.",
-            details={"filename": filename, "max_bytes": settings.MAX_FILE_SIZE_BYTES},
-        )
-    file.seek(0)
-    head = file.read(_HEAD_BYTES)
-    mime_type = ingestion.detect_mime_type(filename=filename, head=head)
-    file.seek(0)
-    ingestion.inspect_upload(path=file, mime_type=mime_type)
-    file.seek(0)
-    digest = hashlib.sha256()
-    while block := file.read(_HASH_BLOCK):
-        digest.update(block)
-    file.seek(0)
-    return _CheckedUpload(file, filename, size, mime_type, digest.hexdigest())
-
-
-def check_uploads(files: list[tuple[IO[bytes], str]]) -> list[_CheckedUpload]:
-    """Validate the whole request first: one bad file rejects all, with details."""
-    if not files:
-        raise ValidationFailed(
-            "No file was submitted.", details={"file": ["No file was submitted."]}
-        )
-    if len(files) > settings.MAX_FILES_PER_REQUEST:
-        raise TooManyFiles(
-            f"At most {settings.MAX_FILES_PER_REQUEST} files per request; "
-            f"got {len(files)}.",
-            details={"max_files": settings.MAX_FILES_PER_REQUEST, "got": len(files)},
-        )
-    checked, failures = [], []
-    for index, (file, name) in enumerate(files):
-        try:
-            checked.append(_check_upload(file, name))
-        except ApiError as exc:
-            failures.append((index, name, exc))
-    if not failures:
-        return checked
-    first = failures[0][2]
-    if len(files) == 1:
-        raise first
-    per_file = {
-        f"{index}:{name}": {"error": exc.code, "message": exc.message}
-        for index, name, exc in failures
-    }
-    raise type(first)(
-        f"{len(failures)} of {len(files)} files were rejected; nothing was stored. "
-        f"First: {first.message}",
-        details={"files": per_file},
-    )
 
 
 def documents_add(
@@ -249,7 +169,8 @@ def documents_add(
     """Store new files and queue their ingestion; ``(document, created)`` for each.
 
     A file whose content is already in the store is not stored again: the existing
-    document comes back with ``created=False``.
+    document comes back with ``created=False`` (and, if its ingestion was left
+    behind by a process that died, that ingestion starts again).
     """
     started = time.perf_counter()
     try:
@@ -269,11 +190,17 @@ def documents_add(
     return results
 
 
+def document_add(*, store: Store, file: IO[bytes], name: str) -> tuple[Document, bool]:
+    [(document, created)] = documents_add(store=store, files=[(file, name)])
+    return document, created
+
+
 def _store_checked(
-    store: Store, checked: list[_CheckedUpload]
+    store: Store, checked: list[CheckedUpload]
 ) -> list[tuple[Document, bool]]:
     results: list[tuple[Document, bool]] = []
     written: list[str] = []
+    owner = tasks.queue_owner()
     try:
         with transaction.atomic():
             # Content already in the store (or twice in this request) is not
@@ -289,10 +216,11 @@ def _store_checked(
                 if document is not None:
                     results.append((document, False))
                     continue
-                document, created = _store_one(store, upload, written)
+                document, created = _store_one(store, upload, owner, written)
                 seen[upload.sha256] = document
                 results.append((document, created))
                 if created:
+                    tasks.enqueue_ingest(document.pk)
                     log.info(
                         "document_added",
                         store=store.name,
@@ -300,12 +228,13 @@ def _store_checked(
                         size_bytes=document.size_bytes,
                         mime_type=document.mime_type,
                     )
-                    transaction.on_commit(lambda pk=document.pk: _enqueue_ingest(pk))
     except IntegrityError as exc:
         _delete_files(written)
         if not Store.objects.filter(pk=store.pk).exists():
             # Deleted by another request after this one looked it up: the
-            # foreign key fails when the transaction commits.
+            # foreign key fails when the transaction commits. Our files came
+            # after the delete emptied the folder; the last of them takes it.
+            _remove_store_folder(store)
             raise StoreNotFound(
                 f"Store '{store.name}' not found", details={"store": store.name}
             ) from exc
@@ -313,20 +242,14 @@ def _store_checked(
     except BaseException:
         _delete_files(written)
         raise
-    return results
-
-
-def document_add(*, store: Store, file: IO[bytes], name: str) -> tuple[Document, bool]:
-    [(document, created)] = documents_add(store=store, files=[(file, name)])
-    return document, created
-
-
-def _existing(store: Store, sha256: str) -> Document | None:
-    return Document.objects.filter(store=store, sha256=sha256).first()
+    restarted = _restart_orphans([d for d, created in results if not created])
+    return [
+        (restarted.get(document.pk, document), created) for document, created in results
+    ]
 
 
 def _store_one(
-    store: Store, upload: _CheckedUpload, written: list[str]
+    store: Store, upload: CheckedUpload, owner: str, written: list[str]
 ) -> tuple[Document, bool]:
     document = Document(
         store=store,
@@ -334,150 +257,86 @@ def _store_one(
         size_bytes=upload.size,
         mime_type=upload.mime_type,
         sha256=upload.sha256,
+        owner=owner,
     )
-    suffix = next(
-        ext
-        for ext, mime in ingestion.SUPPORTED_TYPES.items()
-        if mime == upload.mime_type
+    name = document_upload_to(
+        document, f"upload{filetypes.suffix_for(upload.mime_type)}"
     )
+    written.append(name)  # before writing: a partial file is removed too
     content = upload.file if isinstance(upload.file, File) else File(upload.file)
-    # A temporary upload is moved into storage rather than copied.
-    document.file.save(f"upload{suffix}", content, save=False)
-    written.append(document.file.name)
+    try:
+        # A temporary upload is moved into storage rather than copied.
+        document.file.name = default_storage.save(name, content)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("storage_full", store=store.name, error=str(exc))
+            raise InsufficientStorage(
+                "There is no room left to store the file; nothing was stored.",
+                details={"filename": upload.filename},
+            ) from exc
+        raise
+    written[-1] = document.file.name
     try:
         with transaction.atomic():
             document.save()
     except IntegrityError:
         # The same content arrived concurrently from another request.
-        existing = _existing(store, upload.sha256)
+        existing = Document.objects.filter(store=store, sha256=upload.sha256).first()
         if existing is None:
             raise
+        _delete_files([written.pop()])
         return existing, False
     return document, True
 
 
-# --- Ingestion ------------------------------------------------------------------
+def _restart_orphans(documents: list[Document]) -> dict[int, Document]:
+    """Start again the ingestion of documents whose owner is gone."""
+    active = [d.pk for d in documents if d.status in ownership.ACTIVE]
+    restarted = {}
+    for orphan in ownership.orphans(active) if active else []:
+        if _requeue(orphan):
+            document = Document.objects.get(pk=orphan.pk)
+            document.restarted = True  # new work, for the upload's answer
+            restarted[orphan.pk] = document
+    return restarted
 
 
-def _enqueue_ingest(document_id: int) -> None:
-    from stores.tasks import ingest_document
-
-    ingest_document.enqueue(document_id)
-
-
-def document_ingest(*, document_id: int) -> Document | None:
-    """Extract, chunk and index one document; a failure leaves it failed, chunkless."""
-    document = Document.objects.select_related("store").filter(pk=document_id).first()
-    if document is None:
-        return None
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)
-    try:
-        extracted = ingestion.extract_text(
-            path=document.file.path, mime_type=document.mime_type
-        )
-        spans = ingestion.chunk_text(extracted)
-    except ingestion.ExtractionError as exc:
-        return _fail(document, str(exc))
-    except Exception:
-        log.exception("ingest_crashed", document_id=document.pk)
-        return _fail(document, "An unexpected error stopped text extraction.")
-
-    # The remote index first (Gemini stores): the new chunks and "ready" are
-    # committed only when it has the document, so a re-indexed document stays
-    # searchable through the old ones meanwhile.
-    try:
-        get_backend(document.store).add_document(document)
-    except (UpstreamError, UpstreamUnavailable) as exc:
-        return _fail(document, exc.message)
-
+def _requeue(orphan: ownership.Orphan) -> bool:
+    owner = tasks.queue_owner()  # registers this process, outside the transaction
     with transaction.atomic():
-        if document.chunk_count:  # a re-index replaces the previous chunks
-            Chunk.objects.filter(document=document).delete()
-        Chunk.objects.bulk_create(
-            [
-                Chunk(
-                    document=document,
-                    store_id=document.store_id,
-                    ordinal=ordinal,
-                    text=span.text,
-                    start_char=span.start_char,
-                    end_char=span.end_char,
-                    page=span.page,
-                )
-                for ordinal, span in enumerate(spans)
-            ],
-            batch_size=500,
-        )
-        document.status = Document.Status.READY
-        document.error = ""
-        document.chunk_count = len(spans)
-        document.char_count = len(extracted.text)
-        document.page_count = extracted.page_count
-        document.save(
-            update_fields=[
-                "status",
-                "error",
-                "chunk_count",
-                "char_count",
-                "page_count",
-                "updated_at",
-            ]
-        )
-        store_bump_revision(store_id=document.store_id)
-    log.info("document_ingested", document_id=document.pk, chunks=len(spans))
-    return document
+        if not ownership.take(orphan, owner=owner):
+            return False
+        tasks.enqueue_ingest(orphan.pk)
+    log.warning("ingestion_restarted", document_id=orphan.pk, owner=orphan.owner)
+    return True
 
 
-def _fail(document: Document, error: str) -> Document:
-    if document.remote_name:  # a failed document is searchable nowhere
-        _delete_remote(
-            get_backend(document.store).delete_document,
-            document,
-            remote=document.remote_name,
-        )
-        document.remote_name = ""
-    with transaction.atomic():
-        Chunk.objects.filter(document=document).delete()
-        document.status = Document.Status.FAILED
-        document.error = error
-        document.chunk_count = 0
-        document.char_count = 0
-        document.save(
-            update_fields=[
-                "status",
-                "error",
-                "chunk_count",
-                "char_count",
-                "remote_name",
-                "updated_at",
-            ]
-        )
-        store_bump_revision(store_id=document.store_id)
-    log.warning("document_failed", document_id=document.pk, error=error)
-    return document
+def documents_requeue_orphans() -> list[int]:
+    """Queue again every document whose ingestion nobody alive will finish."""
+    return [orphan.pk for orphan in ownership.orphans() if document_recover(orphan)]
 
 
-def documents_requeue_stuck(*, older_than: timedelta) -> list[int]:
-    """Queue again the documents a crashed worker left pending or processing.
+def document_recover(orphan: ownership.Orphan) -> bool:
+    """Queue an orphan's ingestion again; True if it was queued.
 
-    Only those untouched for ``older_than``, so a document being ingested right
-    now is left alone. Returns their ids.
+    A document whose ingestion has already taken its process down
+    INGEST_MAX_ATTEMPTS times (a file that kills the extractor, say) is kept as
+    failed instead, so one bad file cannot crash workers forever.
     """
-    cutoff = timezone.now() - older_than
-    stuck = list(
-        Document.objects.filter(
-            status__in=[Document.Status.PENDING, Document.Status.PROCESSING],
-            updated_at__lt=cutoff,
-        ).values_list("pk", flat=True)
-    )
-    for document_id in stuck:
-        Document.objects.filter(pk=document_id).update(
-            status=Document.Status.PENDING, updated_at=timezone.now()
+    if orphan.attempts < settings.INGEST_MAX_ATTEMPTS:
+        return _requeue(orphan)
+    document = Document.objects.select_related("store").filter(pk=orphan.pk).first()
+    if document is not None:
+        pipeline.fail(
+            document,
+            f"The ingestion was interrupted {orphan.attempts} times (the process "
+            "running it stopped); re-index to try again.",
+            owner=orphan.owner,
         )
-        transaction.on_commit(lambda pk=document_id: _enqueue_ingest(pk))
-    if stuck:
-        log.warning("documents_requeued", count=len(stuck), document_ids=stuck[:50])
-    return stuck
+    return False
+
+
+# --- Documents ------------------------------------------------------------------
 
 
 def document_get(*, store: Store, pk: int) -> Document:
@@ -491,30 +350,67 @@ def document_get(*, store: Store, pk: int) -> Document:
 
 
 def document_reindex(*, document: Document) -> Document:
-    """Run ingestion again (e.g. after a failure or a better extractor)."""
+    """Run ingestion again (e.g. after a failure or a better extractor).
+
+    One ingestion at a time: a document already pending or processing is
+    refused with DOCUMENT_BUSY, unless its owner is gone, when it starts again.
+    """
+    owner = tasks.queue_owner()  # registers this process, outside the transaction
     with transaction.atomic():
-        Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.PENDING, error=""
+        queued = ownership.queue_again(document.pk, owner=owner)
+        if queued:
+            tasks.enqueue_ingest(document.pk)
+    if not queued:
+        current = Document.objects.filter(pk=document.pk).first()
+        if current is None:
+            raise DocumentNotFound(
+                f"Document {document.pk} not found",
+                details={"document_id": document.pk},
+            )
+        if not _restart_orphans([current]):
+            raise DocumentBusy(
+                f"Document {document.pk} is being ingested; re-index it once it "
+                "is ready or failed.",
+                details={"document_id": document.pk, "status": current.status},
+            )
+    # Ingestion may have run already (immediate tasks), and a delete after it.
+    current = Document.objects.filter(pk=document.pk).first()
+    if current is None:
+        raise DocumentNotFound(
+            f"Document {document.pk} was deleted while it was re-indexed",
+            details={"document_id": document.pk},
         )
-        transaction.on_commit(lambda: _enqueue_ingest(document.pk))
-    document.refresh_from_db()
-    return document
+    return current
 
 
 def document_delete(*, document: Document) -> None:
-    """Delete the document with its chunks, stored file and remote copy."""
-    document_id, file_name = document.pk, document.file.name
+    """Delete the document with its chunks, stored file and remote copy.
+
+    Locks the store row and then the document row, as an ingestion finishing
+    does, so a delete during a re-index waits for it and then removes it all.
+    """
     backend = get_backend(document.store)
     with transaction.atomic():
-        document.delete()
+        Store.objects.select_for_update(no_key=True).filter(
+            pk=document.store_id
+        ).exists()
+        current = Document.objects.select_for_update().filter(pk=document.pk).first()
+        if current is None:
+            raise DocumentNotFound(
+                f"Document {document.pk} not found",
+                details={"document_id": document.pk},
+            )
+        current.delete()
         store_bump_revision(store_id=document.store_id)
 
     def cleanup() -> None:
-        _delete_files([file_name])
-        _delete_remote(backend.delete_document, document, remote=document.remote_name)
+        _delete_files([current.file.name])
+        delete_remote_quietly(
+            backend.delete_document, current, remote=current.remote_name
+        )
 
     transaction.on_commit(cleanup)
-    log.info("document_deleted", document_id=document_id, store=document.store.name)
+    log.info("document_deleted", document_id=document.pk, store=document.store.name)
 
 
 def _delete_files(names: list[str]) -> None:
@@ -525,3 +421,18 @@ def _delete_files(names: list[str]) -> None:
             default_storage.delete(name)
         except OSError:
             log.warning("file_delete_failed", file=name)
+
+
+def _remove_store_folder(store: Store) -> None:
+    """Remove the store's (now empty) folder of stored files, on a local disk."""
+    if not isinstance(default_storage, FileSystemStorage):
+        return
+    folder = default_storage.path(f"documents/{store.uid.hex}")
+    try:
+        os.rmdir(folder)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        # Not empty: an upload racing the delete still has its file there, and
+        # removes the folder after it (manage.py fsck reports what remains).
+        log.info("store_folder_left", store=store.name, error=exc.strerror)

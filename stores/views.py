@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from flamehaven import ratelimit
 from flamehaven.errors import StoreNotFound
-from stores import services
+from stores import ownership, services
 from stores.models import Document, Store
 from stores.serializers import (
     CompatUploadSerializer,
@@ -24,7 +24,7 @@ from stores.serializers import (
 )
 from stores.uploads import raise_if_oversized
 
-_UPLOAD_ERRORS = (413, 415, 422)
+_UPLOAD_ERRORS = (413, 415, 422, 507)
 
 
 def _upload_responses(serializer) -> dict:
@@ -43,12 +43,29 @@ def _uploaded_files(request, *fields: str, many: bool) -> list:
 
 
 def _upload_response(results, *, many: bool, context) -> Response:
+    """201 when new work was done, 202 while some of it is still queued, else 200.
+
+    New work is a created document, or an existing one whose interrupted
+    ingestion was started again.
+    """
+    fresh = [
+        document
+        for document, created in results
+        if created or getattr(document, "restarted", False)
+    ]
     documents = [document for document, _ in results]
-    for document in documents:
-        document.refresh_from_db()  # ingestion may have run already (immediate tasks)
-    if not any(created for _, created in results):
+    live = Document.objects.in_bulk([document.pk for document in documents])
+    if not live and not Store.objects.filter(pk=documents[0].store_id).exists():
+        # The store was deleted, with these documents, before this answer.
+        raise StoreNotFound(
+            f"Store '{documents[0].store.name}' not found",
+            details={"store": documents[0].store.name},
+        )
+    # Ingestion may have run already (immediate tasks).
+    documents = [live.get(document.pk, document) for document in documents]
+    if not fresh:
         code = status.HTTP_200_OK
-    elif any(d.status == Document.Status.PENDING for d, created in results if created):
+    elif any(live.get(d.pk, d).status in ownership.ACTIVE for d in fresh):
         code = status.HTTP_202_ACCEPTED
     else:
         code = status.HTTP_201_CREATED
@@ -97,7 +114,7 @@ class DocumentViewSet(
 ):
     serializer_class = DocumentSerializer
     parser_classes = [MultiPartParser, FormParser]
-    error_statuses = {"POST": _UPLOAD_ERRORS}
+    error_statuses = {"POST": (*_UPLOAD_ERRORS, 409)}  # 409: DOCUMENT_BUSY
 
     @property
     def rate_limit_group(self) -> str | None:
@@ -145,7 +162,13 @@ class DocumentViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        request=None, responses={202: DocumentSerializer, 200: DocumentSerializer}
+        request=None,
+        responses={202: DocumentSerializer, 200: DocumentSerializer},
+        description=(
+            "Run the ingestion again. 409 `DOCUMENT_BUSY` while the document is "
+            "pending or processing (one ingestion at a time), unless the process "
+            "that had it is gone, when it starts again."
+        ),
     )
     @action(detail=True, methods=["post"])
     def reindex(self, request, store_name=None, pk=None):

@@ -36,6 +36,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Self
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
@@ -414,3 +416,121 @@ class TcpProxy:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class ManageProcess:
+    """`manage.py ARGS` running in the background (a db_worker, say), as a context.
+
+    Output goes to a file; ``kill`` sends a real signal, as an operator or the
+    kernel would.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None, *args: str) -> None:
+        self.env = dict(env or {})
+        self.args = args
+        self.process: subprocess.Popen | None = None
+        self._log = Path(tempfile.mkstemp(prefix="fh-manage-", suffix=".log")[1])
+
+    def start(self) -> Self:
+        with open(self._log, "ab") as log:
+            self.process = subprocess.Popen(
+                [PYTHON, "manage.py", *self.args],
+                cwd=ROOT,
+                env=child_env(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+        self.process.wait(timeout=30)
+
+    def log_text(self) -> str:
+        return self._log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+        self._log.unlink(missing_ok=True)
+
+
+def worker_pids(server: ServerProcess) -> list[int]:
+    """The pids of a gunicorn master's workers."""
+    import psutil
+
+    return [child.pid for child in psutil.Process(server.process.pid).children()]
+
+
+@contextlib.contextmanager
+def scratch_postgres(prefix: str = "fh") -> Iterator[tuple[dict, str]]:
+    """A PostgreSQL database of the caller's own on the test settings' server,
+    dropped afterwards: ``(address, name)``, address as psycopg.connect takes it."""
+    from django.conf import settings
+
+    server = settings.DATABASES["default"]
+    address = {
+        "host": server["HOST"] or "127.0.0.1",
+        "port": int(server["PORT"] or 5432),
+        "user": server["USER"],
+    }
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(**address, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield address, name
+    finally:
+        with psycopg.connect(**address, dbname="postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Tests that stop the machine's PostgreSQL run only where this says so (CI):
+# elsewhere other work may be using it.
+ALLOW_POSTGRES_RESTART = os.environ.get("ALLOW_POSTGRES_RESTART") == "1"
+
+
+def pg_ctlcluster(action: str, address: dict | None = None) -> None:
+    """Stop or start the machine's PostgreSQL (tests that do must start it again,
+    even when they fail); with ``address``, wait until it answers."""
+    versions = sorted(os.listdir("/etc/postgresql"))
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", action],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    if address is not None:
+        wait_for_postgresql(address)
+
+
+def wait_for_postgresql(address: dict, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(**address, dbname="postgres", connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

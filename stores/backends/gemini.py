@@ -21,6 +21,8 @@ import importlib
 import io
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,6 +46,9 @@ log = structlog.get_logger(__name__)
 
 API_VERSION = "v1beta"  # File Search is not on the SDK's default, v1
 DOCUMENT_ID_KEY = "document_id"
+# Every remote store we make is named this plus the store's name, so a remote
+# store left without its row can be recognised as ours (manage.py fsck).
+STORE_DISPLAY_PREFIX = "flamehaven-"
 SNIPPET_CHARS = 300
 # Statuses worth another try; the SDK's own default list, written out.
 RETRY_STATUSES = [408, 429, 500, 502, 503, 504]
@@ -118,7 +123,7 @@ class GeminiBackend(SearchBackend):
     def create_store(self, store: Store) -> None:
         try:
             remote = client().file_search_stores.create(
-                config={"display_name": f"flamehaven-{store.name}"}
+                config={"display_name": f"{STORE_DISPLAY_PREFIX}{store.name}"}
             )
         except UPSTREAM_FAILURES as error:
             raise _upstream_error(error, "create the store") from error
@@ -128,13 +133,7 @@ class GeminiBackend(SearchBackend):
     def delete_store(self, store: Store) -> None:
         if not store.remote_name:
             return
-        try:
-            client().file_search_stores.delete(
-                name=store.remote_name, config={"force": True}
-            )
-        except UPSTREAM_FAILURES as error:
-            if not _is_not_found(error):
-                raise _upstream_error(error, "delete the store") from error
+        delete_remote_store(store.remote_name)
         log.info("gemini_store_deleted", store=store.name, remote=store.remote_name)
 
     def add_document(self, document: Document) -> None:
@@ -218,13 +217,7 @@ class GeminiBackend(SearchBackend):
             self._delete_by_name(document.remote_name)
 
     def _delete_by_name(self, remote_name: str) -> None:
-        try:
-            client().file_search_stores.documents.delete(
-                name=remote_name, config={"force": True}
-            )
-        except UPSTREAM_FAILURES as error:
-            if not _is_not_found(error):
-                raise _upstream_error(error, "delete the document") from error
+        delete_remote_document(remote_name)
 
     def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
         try:
@@ -288,6 +281,75 @@ class GeminiBackend(SearchBackend):
             if len(sources) == top_k:
                 break
         return sources
+
+
+# --- Remote inventory (manage.py fsck) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteDocument:
+    name: str
+    display_name: str
+    document_id: str | None  # our Document's pk, from its custom metadata
+
+
+@dataclass(frozen=True)
+class RemoteStore:
+    name: str
+    display_name: str
+    create_time: datetime | None
+
+
+def list_remote_documents(store: Store) -> list[RemoteDocument]:
+    """Every document in the store's File Search store (all pages)."""
+    try:
+        return [
+            RemoteDocument(
+                name=remote.name,
+                display_name=remote.display_name or "",
+                document_id=_document_id(remote.custom_metadata),
+            )
+            for remote in client().file_search_stores.documents.list(
+                parent=store.remote_name
+            )
+        ]
+    except UPSTREAM_FAILURES as error:
+        raise _upstream_error(error, "list the store's documents") from error
+
+
+def list_remote_stores() -> list[RemoteStore]:
+    """Every File Search store of this API key, ours and anyone else's."""
+    try:
+        return [
+            RemoteStore(
+                name=remote.name,
+                display_name=remote.display_name or "",
+                create_time=remote.create_time,
+            )
+            for remote in client().file_search_stores.list()
+        ]
+    except UPSTREAM_FAILURES as error:
+        raise _upstream_error(error, "list the stores") from error
+
+
+def delete_remote_document(remote_name: str) -> None:
+    """Delete one remote document; one already gone is not an error."""
+    try:
+        client().file_search_stores.documents.delete(
+            name=remote_name, config={"force": True}
+        )
+    except UPSTREAM_FAILURES as error:
+        if not _is_not_found(error):
+            raise _upstream_error(error, "delete the document") from error
+
+
+def delete_remote_store(remote_name: str) -> None:
+    """Delete one remote store with its documents; one already gone is not an error."""
+    try:
+        client().file_search_stores.delete(name=remote_name, config={"force": True})
+    except UPSTREAM_FAILURES as error:
+        if not _is_not_found(error):
+            raise _upstream_error(error, "delete the store") from error
 
 
 def _raw_file(file: Any) -> io.IOBase:

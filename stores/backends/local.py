@@ -13,6 +13,7 @@ expression, always as a bound parameter.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,6 @@ from stores.backends.base import (
     document_uri,
 )
 from stores.backends.query import query_terms
-from stores.ingestion import split_sentences
 from stores.models import Document
 
 if TYPE_CHECKING:
@@ -426,3 +426,42 @@ def _fit(text: str, limit: int) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip() + ELLIPSIS
+
+
+# --- Sentences ---------------------------------------------------------------
+
+_SENTENCE_SPLIT = re.compile(
+    r"(?<=[.!?])\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])"
+    r"|(?<=[.!?][\"'’”)\]])\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])"
+)
+_BLOCK_START = re.compile(r"#|[-*+] |\d+[.)] |\||```")
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Paragraphs with wrapped lines joined. A heading is a piece of its own; a
+    list item, table row or code fence starts a new piece."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not _BLOCK_START.match(line):
+            lines.append(line)
+            continue
+        if lines:
+            yield " ".join(lines)
+        lines = []
+        if line.startswith("#"):
+            yield line
+        elif line:
+            lines = [line]
+    if lines:
+        yield " ".join(lines)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences, with wrapped lines joined, for building extractive answers."""
+    return [
+        sentence
+        for piece in _pieces(text)
+        for part in _SENTENCE_SPLIT.split(piece)
+        if (sentence := part.strip())
+    ]

@@ -2,14 +2,11 @@
 
 import io
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
-from django.utils import timezone
 
 from accounts.models import ApiKey
 from stores import services
@@ -230,24 +227,3 @@ def test_quickstart_with_a_revoked_key_makes_a_new_one():
     assert second != first
     assert ApiKey.objects.get_from_key(second).scope == ApiKey.Scope.WRITE
     assert ApiKey.objects.filter(revoked=False).count() == 1
-
-
-@UPLOADS
-def test_requeue_stuck_reingests_only_old_stuck_documents(store):
-    old, _ = services.document_add(
-        store=store, file=ContentFile(b"old stuck text"), name="o.txt"
-    )
-    new, _ = services.document_add(
-        store=store, file=ContentFile(b"new busy text"), name="n.txt"
-    )
-    Document.objects.filter(pk=old.pk).update(
-        status="processing", updated_at=timezone.now() - timedelta(hours=2)
-    )
-    Document.objects.filter(pk=new.pk).update(status="processing")
-    out = io.StringIO()
-
-    call_command("requeue_stuck", "--older-than", "30", stdout=out)
-
-    assert "Requeued 1 document(s)." in out.getvalue()
-    assert Document.objects.get(pk=old.pk).status == "ready"
-    assert Document.objects.get(pk=new.pk).status == "processing"

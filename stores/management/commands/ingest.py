@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from flamehaven.errors import ApiError, StoreNotFound
-from stores import services
-from stores.ingestion import SUPPORTED_TYPES
+from stores import ownership, services
+from stores.filetypes import SUPPORTED_TYPES
 from stores.models import Document, Store
 
 
@@ -31,6 +31,7 @@ class Command(BaseCommand):
     def handle(self, folder: Path, store: str, create: bool, **options):
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a folder")
+        ownership.set_kind("command")  # owns what it ingests in-process
         target = self._store(store, create)
 
         paths, skipped = _walk(folder)

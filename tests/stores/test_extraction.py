@@ -7,19 +7,21 @@ import zipfile
 import pytest
 
 from flamehaven.errors import UnsafeFile, UnsupportedFileType
-from stores.ingestion import (
-    DOCX,
-    PDF,
-    SUPPORTED_TYPES,
+from stores.backends.local import split_sentences
+from stores.extraction import (
     ChunkSpan,
     ExtractedText,
     ExtractionError,
     chunk_text,
-    detect_mime_type,
     extract_text,
+)
+from stores.filetypes import (
+    DOCX,
+    PDF,
+    SUPPORTED_TYPES,
+    detect_mime_type,
     inspect_archive,
     inspect_pdf,
-    split_sentences,
 )
 from tests.factories import (
     corrupt_docx,
