@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db import connection
 
+from flamehaven import database_outage
+
 STARTED_AT = time.time()
 GEMINI_PROBE_EVERY_SEC = 60
 
@@ -85,6 +87,9 @@ def check_database() -> dict:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any failure means "unreachable"
+        if database_outage.is_connection_failure(exc):
+            # A probe notices an outage even when no request needs the database.
+            database_outage.outage.failed(exc, refused=False)
         return {"ok": False, "error": type(exc).__name__}
     return {"ok": True, "vendor": connection.vendor, "ms": _ms(started)}
 
@@ -112,8 +117,33 @@ def system_info() -> dict:
     return {
         "cpu_percent": psutil.cpu_percent(interval=None),
         "memory_percent": psutil.virtual_memory().percent,
-        "disk_percent": psutil.disk_usage(data_disk_path(settings.MEDIA_ROOT)).percent,
+        "disk_percent": data_disk_usage().percent,
         "cpu_count": psutil.cpu_count(),
+    }
+
+
+def data_disk_usage():
+    """psutil's usage of the filesystem holding MEDIA_ROOT (the uploads)."""
+    return psutil.disk_usage(data_disk_path(settings.MEDIA_ROOT))
+
+
+def check_disk() -> dict:
+    """Free space where uploads go: below DISK_FREE_MIN_PERCENT is "degraded".
+
+    Free is what the service may still write (root-reserved blocks excluded), so
+    ``free_percent`` is 100 minus ``system.disk_percent``.
+    """
+    minimum = settings.DISK_FREE_MIN_PERCENT
+    try:
+        usage = data_disk_usage()
+    except OSError as exc:
+        return {"ok": False, "error": type(exc).__name__, "min_free_percent": minimum}
+    free_percent = round(100 - usage.percent, 1)
+    return {
+        "ok": free_percent >= minimum,
+        "free_percent": free_percent,
+        "free_mb": usage.free // (1024 * 1024),
+        "min_free_percent": minimum,
     }
 
 
@@ -141,9 +171,10 @@ def health() -> tuple[dict, int]:
     database = check_database()
     cache = check_cache()
     gemini = check_gemini()
+    disk = check_disk()
     if not database["ok"]:
         status = "unhealthy"
-    elif not cache["ok"] or gemini.get("reachable") is False:
+    elif not cache["ok"] or gemini.get("reachable") is False or not disk["ok"]:
         status = "degraded"
     else:
         status = "ok"
@@ -159,6 +190,7 @@ def health() -> tuple[dict, int]:
         "gemini": gemini,
         "database": database,
         "cache": cache,
+        "disk": disk,
         "system": system_info(),
     }
     return body, 503 if status == "unhealthy" else 200

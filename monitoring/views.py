@@ -2,6 +2,7 @@ import functools
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -17,17 +18,24 @@ _DENIED = (
 )
 
 
+@csrf_exempt  # GET and HEAD only: a POST is 405, not a CSRF failure
 @never_cache
 @require_safe
 def health(request):
     """Open to everyone, never rate-limited: probes must always get an answer."""
     body, status = health_report()
-    return JsonResponse(body, status=status)
+    response = JsonResponse(body, status=status)
+    # Not Django's "Service Unavailable: /health" error line on every probe while
+    # the database is down: the access line has the status, and the outage is
+    # logged once (flamehaven.database_outage).
+    response._has_been_logged = True
+    return response
 
 
 def _for_scrapers(view):
     """Never cached, GET/HEAD only, rate-limited, and only for whoever may scrape."""
 
+    @csrf_exempt  # GET and HEAD only: a POST is 405, not a CSRF failure
     @never_cache
     @require_safe
     @monitoring_limit

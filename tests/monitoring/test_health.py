@@ -4,14 +4,17 @@ A degraded cache is covered with Redis outages in tests/search/test_cache_outage
 and an unreachable Gemini in test_health_gemini.py.
 """
 
-import secrets
-
-import psycopg
 import pytest
 import requests
 from django.conf import settings as django_settings
 
-from tests.servers import ServerProcess, TcpProxy, prepare_database, server_env
+from tests.servers import (
+    ServerProcess,
+    TcpProxy,
+    prepare_database,
+    scratch_postgres,
+    server_env,
+)
 
 
 @pytest.mark.django_db
@@ -44,34 +47,18 @@ def test_health_is_never_rate_limited_nor_authenticated(client):
     assert statuses == {200}
 
 
-@pytest.fixture
-def scratch_database():
-    """A PostgreSQL database of its own, so the test can cut it off a server."""
-    server = django_settings.DATABASES["default"]
-    name = f"fh_health_{secrets.token_hex(4)}"
-    admin = psycopg.connect(
-        host=server["HOST"],
-        port=server["PORT"] or 5432,
-        user=server["USER"],
-        dbname="postgres",
-        autocommit=True,
-    )
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server, name
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_health_is_503_unhealthy_while_the_database_is_gone(tmp_path, scratch_database):
-    server, name = scratch_database
-    proxy = TcpProxy(server["HOST"], int(server["PORT"] or 5432)).start()
+def test_health_is_503_unhealthy_while_the_database_is_gone(tmp_path):
+    with scratch_postgres("fh_health") as (address, name):
+        _cut_the_database_off_a_server(tmp_path, address, name)
+
+
+def _cut_the_database_off_a_server(tmp_path, address, name):
+    proxy = TcpProxy(address["host"], address["port"]).start()
     env = server_env(
         tmp_path,
-        DATABASE_URL=f"postgres://{server['USER']}@127.0.0.1:{proxy.port}/{name}",
+        DATABASE_URL=f"postgres://{address['user']}@127.0.0.1:{proxy.port}/{name}",
     )
     try:
         prepare_database(env)
