@@ -9,6 +9,7 @@ non-API route, is::
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,12 +23,14 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.http import Http404, JsonResponse
+from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from flamehaven import database_outage
 from flamehaven.request_id import current_request_id
 
 log = structlog.get_logger(__name__)
@@ -79,6 +82,15 @@ DocumentNotFound = _error(
     "DocumentNotFound", 404, "DOCUMENT_NOT_FOUND", "Document not found."
 )
 StoreExists = _error("StoreExists", 409, "STORE_EXISTS", "The store already exists.")
+DocumentBusy = _error(
+    "DocumentBusy", 409, "DOCUMENT_BUSY", "The document is being ingested."
+)
+InsufficientStorage = _error(
+    "InsufficientStorage",
+    507,
+    "INSUFFICIENT_STORAGE",
+    "There is no room left to store the file.",
+)
 UpstreamUnavailable = _error(
     "UpstreamUnavailable",
     503,
@@ -164,6 +176,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
+    elif database_outage.is_connection_failure(exc):
+        database_outage.outage.failed(exc, refused=True)  # logged once per outage
+        status_code, code, message = 503, DATABASE_UNAVAILABLE, _DATABASE_DOWN
+        details = {}
+        headers["Retry-After"] = str(database_outage.RETRY_AFTER_SEC)
     else:
         log.exception("unhandled_exception", view=type(context.get("view")).__name__)
         status_code = 500
@@ -182,8 +199,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     )
     response.error_code = code  # for errors_total and the access line
     # Django would log 5xx answers again ("Internal Server Error: ..."): the
-    # access line has the status and code, and an unhandled exception was
-    # logged above with its traceback, once.
+    # access line has the status and code, an unhandled exception was logged
+    # above with its traceback, once, and a database outage once per outage.
     response._has_been_logged = True
     return response
 
@@ -227,12 +244,73 @@ def length_required() -> JsonResponse:
     )(None)
 
 
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+_DATABASE_DOWN = "The database is unavailable; try again shortly."
+
+
+def database_unavailable() -> JsonResponse:
+    """A 503 in the error shape with Retry-After, for plain Django views."""
+    response = _django_error(503, DATABASE_UNAVAILABLE, _DATABASE_DOWN)(None)
+    response["Retry-After"] = str(database_outage.RETRY_AFTER_SEC)
+    # Not Django's "Service Unavailable: ..." line with a traceback, per request:
+    # database_outage logs the outage once.
+    response._has_been_logged = True
+    return response
+
+
 def permission_denied(message: str) -> JsonResponse:
     """A 403 in the error shape, for plain Django views."""
     return _django_error(403, "PERMISSION_DENIED", message)(None)
 
 
+def bad_path(message: str) -> JsonResponse:
+    """A 400 in the error shape, for a path refused before any view."""
+    return _django_error(400, "BAD_REQUEST", message)(None)
+
+
+def method_not_allowed(method: str, allow: str) -> JsonResponse:
+    """A 405 in the error shape with Allow, for plain Django views."""
+    response = _django_error(
+        405, "METHOD_NOT_ALLOWED", f'Method "{method}" not allowed.'
+    )(None)
+    response["Allow"] = allow
+    return response
+
+
+def wants_html(request) -> bool:
+    """A browser's page rather than JSON: asked for HTML and not for JSON."""
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: Django's page for browsers, the error shape for the rest.
+
+    Only plain Django views check CSRF (the admin, the API login); API views do
+    only for a session, and API keys need no token.
+    """
+    if wants_html(request):
+        return django_csrf_failure(request, reason=reason)
+    message = f"CSRF verification failed: {reason}"
+    return _django_error(403, "CSRF_FAILED", message)(None)
+
+
 handler400 = _django_error(400, "BAD_REQUEST", "Bad request.")
 handler403 = _django_error(403, "PERMISSION_DENIED", "Permission denied.")
 handler404 = _django_error(404, "NOT_FOUND", "Not found.")
-handler500 = _django_error(500, "INTERNAL_ERROR", "An internal error occurred.")
+_internal_error = _django_error(500, "INTERNAL_ERROR", "An internal error occurred.")
+
+
+def handler500(request, *args, **kwargs):
+    """Django's 500 view, for plain views and middleware (sessions, auth, the
+    admin): a database that cannot be reached is a 503, logged once per outage.
+
+    Django calls it inside the ``except`` block of response_for_exception, so
+    the exception is ``sys.exc_info()``'s; any other one is logged by Django,
+    with its traceback, once.
+    """
+    exc = sys.exc_info()[1]
+    if exc is not None and database_outage.is_connection_failure(exc):
+        database_outage.outage.failed(exc, refused=True)
+        return database_unavailable()
+    return _internal_error(request, *args, **kwargs)

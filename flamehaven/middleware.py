@@ -1,6 +1,8 @@
-"""Request id, security headers, the one access-log line per request, and the
-refusal of a body nothing could read."""
+"""Request id, security headers, the one access-log line per request, the
+refusal of a body nothing could read or a path no resource has, and Django's bare
+405 in the error shape."""
 
+import re
 import time
 
 import structlog
@@ -9,7 +11,7 @@ from django.conf import settings
 from flamehaven import rowmemo
 from flamehaven.chunked import is_chunked_without_length
 from flamehaven.client_ip import client_ip
-from flamehaven.errors import length_required
+from flamehaven.errors import bad_path, length_required, method_not_allowed
 from flamehaven.request_id import accept_or_new, reset_request_id, set_request_id
 
 access_log = structlog.get_logger("flamehaven.access")
@@ -103,3 +105,41 @@ class LengthRequiredMiddleware:
         if is_chunked_without_length(request.META):
             return length_required()
         return self.get_response(request)
+
+
+# C0 and C1 control characters, NUL included, after percent-decoding.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class ControlCharacterPathMiddleware:
+    """400 for a path with a control character in it, before any view reads it.
+
+    No store name, document id or file has one, and PostgreSQL refuses a NUL in
+    a query parameter (DataError, which would be a 500); refusing them here
+    covers every route at once, on every database.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if _CONTROL_CHARACTERS.search(request.path_info):
+            return bad_path("The path contains a control character.")
+        return self.get_response(request)
+
+
+class MethodNotAllowedMiddleware:
+    """Django's own 405 (``require_safe``, a class-based view without the
+    method) has an empty body: give it the error shape, keeping ``Allow``.
+
+    DRF's 405s already have it (they carry an error code).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code == 405 and not getattr(response, "error_code", None):
+            return method_not_allowed(request.method, response.get("Allow", ""))
+        return response

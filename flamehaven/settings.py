@@ -7,6 +7,7 @@ nothing configured. `.env.example` lists them all for people.
 
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -56,16 +57,19 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_tasks",
-    "django_tasks_db",
     "django_prometheus",
     "cachalot",
     "django_ratelimit",
+    "axes",
     "csp",
     "flamehaven.apps.FlamehavenConfig",
     "accounts",
     "stores",
     "search",
     "monitoring",
+    # After stores: stores' db_worker command (with heartbeats and maintenance)
+    # replaces the stock one of the same name.
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -84,8 +88,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "flamehaven.middleware.AccessLogMiddleware",
+    # Inside the access line and the metrics, so refusals are logged and counted;
+    # before any view or URL pattern reads the path.
+    "flamehaven.middleware.ControlCharacterPathMiddleware",
+    "flamehaven.middleware.MethodNotAllowedMiddleware",
     "flamehaven.middleware.LengthRequiredMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: it swaps a locked-out login's answer for the
+    # lockout page, which every middleware above then logs and counts.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "flamehaven.urls"
@@ -228,6 +239,24 @@ TASKS_BACKEND = env.str("TASKS_BACKEND", default="immediate")
 # the system check that several workers share a cache. Unset means one process
 # here: runserver, `make run`.
 WORKERS = env.int("WORKERS", default=1)
+# Ingestion ownership (stores.ownership): a process that owns ingestion work
+# renews its heartbeat every WORKER_HEARTBEAT_SEC; one silent for
+# WORKER_LEASE_SEC (or, on the same host, whose process is gone) has its
+# documents queued again by the maintenance round, which every such process runs
+# every MAINTENANCE_INTERVAL_SEC (and `manage.py maintenance` from cron). A
+# document whose ingestion took its process down INGEST_MAX_ATTEMPTS times is
+# kept as failed. BACKGROUND_MAINTENANCE=false runs no maintenance thread, and
+# WORKER_HEARTBEAT_SEC=0 no heartbeat (both are for the test process).
+WORKER_HEARTBEAT_SEC = env.float("WORKER_HEARTBEAT_SEC", default=10.0)
+WORKER_LEASE_SEC = env.float("WORKER_LEASE_SEC", default=60.0)
+MAINTENANCE_INTERVAL_SEC = env.float("MAINTENANCE_INTERVAL_SEC", default=300.0)
+INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=3)
+BACKGROUND_MAINTENANCE = env.bool("BACKGROUND_MAINTENANCE", default=True)
+if WORKER_LEASE_SEC < 2 * WORKER_HEARTBEAT_SEC:
+    raise ImproperlyConfigured(
+        "WORKER_LEASE_SEC must be at least twice WORKER_HEARTBEAT_SEC, or a live "
+        "worker whose heartbeat is a little late would be taken for dead."
+    )
 TASKS = {
     "default": {
         "BACKEND": {
@@ -268,6 +297,8 @@ SESSION_COOKIE_SECURE = IS_PRODUCTION
 CSRF_COOKIE_SECURE = IS_PRODUCTION
 SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The error shape for API clients, Django's page for browsers.
+CSRF_FAILURE_VIEW = "flamehaven.errors.csrf_failure"
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Whose X-Forwarded-For to believe for the client address (flamehaven.client_ip):
@@ -280,6 +311,33 @@ except ValueError as exc:
         f"TRUSTED_PROXIES={TRUSTED_PROXIES!r}: give a count of proxies or their "
         f"CIDRs, comma-separated ({exc})."
     ) from exc
+
+# --- Login lockout (django-axes, accounts.lockout) --------------------------------
+# Password logins (the admin, the browsable API's login) are refused for a
+# username from one client address after LOGIN_FAILURE_LIMIT failures, until
+# LOGIN_COOLOFF_MINUTES have passed since the last attempt; a success clears the
+# count. Per username *and* address, so nobody can lock a staff member out from
+# elsewhere. API keys never go through a password login and are never counted.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.float("LOGIN_COOLOFF_MINUTES", default=15.0)
+if AXES_FAILURE_LIMIT < 1 or LOGIN_COOLOFF_MINUTES <= 0:
+    # A cool-off of 0 would be a lock that never ends (django-axes reads it so).
+    raise ImproperlyConfigured(
+        "LOGIN_FAILURE_LIMIT must be 1 or more and LOGIN_COOLOFF_MINUTES above 0."
+    )
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The same client address as rate limits and the access line (TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "flamehaven.client_ip.client_ip"
+# 429 with Retry-After: a page for browsers, the error shape for the rest.
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# accounts.lockout logs failures and lockouts; no start-up banner in every command.
+AXES_VERBOSE = False
 
 # --- Rate limits (django-ratelimit, flamehaven.ratelimit) -------------------------
 # Per API key, else per client address; counted in the default cache (shared with
@@ -337,6 +395,13 @@ MAX_REQUEST_SIZE_BYTES = MAX_REQUEST_SIZE_MB * 1024 * 1024
 FILE_UPLOAD_HANDLERS = ["stores.uploads.SizeLimitedUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_PERMISSIONS = 0o640
+# Our own folder, not /tmp: a worker killed while a body streams in leaves its
+# file behind, named after its process, and stores.uploads removes such files
+# (manage.py fsck too). Under DATA_DIR by default, like MEDIA_ROOT, so a kept
+# upload is renamed into storage rather than copied.
+UPLOAD_TEMP_DIR = Path(env.str("UPLOAD_TEMP_DIR", default=str(DATA_DIR / "tmp")))
+UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TEMP_DIR)
 # One more than the limit reaches the service, which answers TOO_MANY_FILES with
 # details; far more is cut off by the parser (also TOO_MANY_FILES).
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_REQUEST + 1
@@ -375,9 +440,14 @@ PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_ALLOWED_CIDRS = env.list(
-    "METRICS_ALLOWED_CIDRS", default=["127.0.0.1/32", "::1/128"]
-)
+# Addresses that may read /metrics and /prometheus without a credential. None by
+# default: a reverse proxy on the same host would make loopback everyone.
+METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=[])
+# /health says "degraded" while the filesystem holding MEDIA_ROOT has less than
+# this share of its space free (for the service: root-reserved blocks excluded).
+DISK_FREE_MIN_PERCENT = env.float("DISK_FREE_MIN_PERCENT", default=5.0)
+if not 0 <= DISK_FREE_MIN_PERCENT <= 100:
+    raise ImproperlyConfigured("DISK_FREE_MIN_PERCENT is a percentage: 0 to 100.")
 
 # --- Storage and static files ---------------------------------------------------
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
@@ -422,7 +492,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "flamehaven.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from stores.services import gemini_configured
@@ -35,6 +36,7 @@ def service_info() -> dict:
     }
 
 
+@csrf_exempt  # GET and HEAD only: a POST is 405, not a CSRF failure
 @require_safe
 def root(request):
     """Service info as JSON; a small landing page when a browser asks."""

@@ -1,7 +1,8 @@
 """The Prometheus exposition: who may scrape, and what a scrape contains.
 
 Access (DESIGN.md): an admin API key, the ``METRICS_TOKEN`` bearer token, or a
-client address inside ``METRICS_ALLOWED_CIDRS`` (loopback by default).
+client address inside ``METRICS_ALLOWED_CIDRS`` (none by default: behind a
+reverse proxy on the same host, every client would come from loopback).
 
 Under gunicorn with several workers every process writes its samples to
 ``PROMETHEUS_MULTIPROC_DIR`` (deploy/gunicorn.conf.py sets it up) and a scrape

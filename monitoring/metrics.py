@@ -2,8 +2,9 @@
 
 The code records them where the event happens: HTTP requests and errors in
 ``monitoring.middleware``, uploads in the upload service, searches in the search
-service, cache hits and misses in ``search.cache``. ``endpoint`` labels are URL
-route names, never raw paths, so label sets stay bounded.
+service, cache hits and misses in ``search.cache``, failed logins and lockouts in
+``accounts.lockout``. ``endpoint`` labels are URL route names, never raw paths,
+so label sets stay bounded.
 
 Rate limits are counted in ``flamehaven.ratelimit``; the scrape-time gauges
 (system_*, stores_total, cache_size) live in ``monitoring.exposition``.
@@ -77,4 +78,14 @@ ERRORS = Counter(
     "errors_total",
     "Error responses the API built (4xx and 5xx), by error code and route name.",
     ["type", "endpoint"],
+)
+LOGIN_FAILURES = Counter(
+    "login_failures_total",
+    "Failed password logins (the admin, the browsable API), attempts refused "
+    "during a lockout included; API keys never count.",
+)
+LOGIN_LOCKOUTS = Counter(
+    "login_lockouts_total",
+    "Lockouts started: a username at one client address reached "
+    "LOGIN_FAILURE_LIMIT failed logins.",
 )

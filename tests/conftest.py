@@ -38,6 +38,29 @@ def media_root(tmp_path, settings):
 
 
 @pytest.fixture(autouse=True)
+def upload_temp_dir(tmp_path, settings):
+    """Temporary upload files of this test only: a killed test run leaves
+    nothing in DATA_DIR, and a test sees no other test's files."""
+    folder = tmp_path / "upload-tmp"
+    folder.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _no_background_threads(settings):
+    """No heartbeat or maintenance threads in the test process; each test's
+    rows are rolled back, so a registration must not outlive its test."""
+    from stores import ownership
+
+    settings.BACKGROUND_MAINTENANCE = False
+    settings.WORKER_HEARTBEAT_SEC = 0
+    ownership.reset()
+    yield
+    ownership.reset()
+
+
+@pytest.fixture(autouse=True)
 def _clear_caches():
     from flamehaven import redis_breaker, rowmemo
     from search.cache import reset_local_counts
@@ -86,6 +109,19 @@ def write_client(api_client_for):
 @pytest.fixture
 def admin_key_client(api_client_for):
     return api_client_for("admin")
+
+
+METRICS_TEST_TOKEN = "metrics-test-token-0123456789"
+
+
+@pytest.fixture
+def scraper(settings):
+    """A client that may read /metrics and /prometheus, with the metrics token:
+    no address may without a credential unless METRICS_ALLOWED_CIDRS says so."""
+    from django.test import Client
+
+    settings.METRICS_TOKEN = METRICS_TEST_TOKEN
+    return Client(headers={"Authorization": f"Bearer {METRICS_TEST_TOKEN}"})
 
 
 @pytest.fixture

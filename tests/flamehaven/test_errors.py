@@ -88,3 +88,41 @@ class TestRequestId:
     def test_error_body_carries_the_request_id(self, client):
         response = client.get("/api/stores/", HTTP_X_REQUEST_ID="trace-42")
         assert response.json()["request_id"] == "trace-42"
+
+
+@pytest.mark.django_db
+class TestCsrfFailure:
+    """Unsafe verbs on the views that check CSRF (the admin, the API login)."""
+
+    @pytest.fixture
+    def csrf_client(self):
+        return Client(enforce_csrf_checks=True)
+
+    @pytest.mark.parametrize(
+        "path", ["/admin/login/", "/admin/stores/store/", "/api-auth/login/"]
+    )
+    @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+    @pytest.mark.parametrize("accept", ["application/json", "*/*", None])
+    def test_api_clients_get_the_error_shape(self, csrf_client, method, path, accept):
+        headers = {"HTTP_ACCEPT": accept} if accept else {}
+        response = csrf_client.generic(method, path, **headers)
+        body = assert_error(response, 403, "CSRF_FAILED")
+        assert body["message"] == "CSRF verification failed: CSRF cookie not set."
+
+    def test_browsers_keep_djangos_page(self, csrf_client):
+        response = csrf_client.post(
+            "/admin/login/",
+            {"username": "staff", "password": "x"},
+            HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8",
+        )
+        assert response.status_code == 403
+        assert response["Content-Type"].startswith("text/html")
+        assert b"CSRF verification failed" in response.content
+
+    def test_a_failure_is_counted_as_an_error(self, csrf_client):
+        from prometheus_client import REGISTRY
+
+        labels = {"type": "CSRF_FAILED", "endpoint": "login"}
+        before = REGISTRY.get_sample_value("errors_total", labels) or 0.0
+        csrf_client.post("/admin/login/", HTTP_ACCEPT="application/json")
+        assert REGISTRY.get_sample_value("errors_total", labels) == before + 1

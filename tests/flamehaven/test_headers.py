@@ -52,8 +52,8 @@ def staff(client):
     [
         ("/", 200),  # service info (JSON)
         ("/health", 200),
-        ("/metrics", 200),
-        ("/prometheus", 200),
+        ("/metrics", 403),  # no credential (the error shape)
+        ("/prometheus", 403),
         ("/api/schema/", 200),  # YAML
         ("/api/docs/", 200),  # Swagger UI
         ("/api/redoc/", 200),

@@ -40,8 +40,8 @@ def limits(settings):
     return set_limits
 
 
-def _exceeded(client, endpoint: str) -> float:
-    text = client.get("/prometheus").content.decode()
+def _exceeded(scraper, endpoint: str) -> float:
+    text = scraper.get("/prometheus").content.decode()
     found = re.search(
         rf'^rate_limit_exceeded_total{{endpoint="{endpoint}"}} (\S+)$', text, re.M
     )
@@ -59,11 +59,11 @@ def assert_429(response, limit: str) -> None:
 
 
 def test_n_searches_pass_and_the_next_is_429_counted_once(
-    limits, client, store, read_client
+    limits, scraper, store, read_client
 ):
     limits(search="5/h")
-    exceeded_before = _exceeded(client, "search")
-    rejections_before = client.get("/metrics").json()["rate_limit_rejections"]
+    exceeded_before = _exceeded(scraper, "search")
+    rejections_before = scraper.get("/metrics").json()["rate_limit_rejections"]
 
     statuses = [
         read_client.get("/api/search", {"q": f"bread {n}"}).status_code
@@ -73,8 +73,8 @@ def test_n_searches_pass_and_the_next_is_429_counted_once(
 
     assert statuses == [200] * 5
     assert_429(refused, "5/h")
-    assert _exceeded(client, "search") == exceeded_before + 1
-    assert client.get("/metrics").json()["rate_limit_rejections"] == (
+    assert _exceeded(scraper, "search") == exceeded_before + 1
+    assert scraper.get("/metrics").json()["rate_limit_rejections"] == (
         rejections_before + 1
     )
 
@@ -179,11 +179,11 @@ def test_store_changes_over_the_limit_create_nothing(limits, write_client):
     assert sorted(Store.objects.values_list("name", flat=True)) == ["one", "two"]
 
 
-def test_monitoring_endpoints_answer_429_in_the_error_shape(limits, client):
+def test_monitoring_endpoints_answer_429_in_the_error_shape(limits, scraper):
     limits(monitoring="2/h")
 
-    assert [client.get("/metrics").status_code for _ in range(2)] == [200, 200]
-    assert_429(client.get("/prometheus"), "2/h")
+    assert [scraper.get("/metrics").status_code for _ in range(2)] == [200, 200]
+    assert_429(scraper.get("/prometheus"), "2/h")
 
 
 def test_health_is_never_limited(limits, client):
@@ -203,7 +203,7 @@ def test_the_limiter_can_be_switched_off(limits, settings, store, read_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_with_redis_unreachable_requests_are_served_and_counted(
-    limits, settings, store, read_client, client
+    limits, settings, store, read_client, scraper
 ):
     from tests.search.test_cache_outage import _caches_at
 
@@ -214,7 +214,7 @@ def test_with_redis_unreachable_requests_are_served_and_counted(
         statuses = [
             read_client.get("/api/search", {"q": "b"}).status_code for _ in "ab"
         ]
-        scrape = client.get("/prometheus").content.decode()
+        scrape = scraper.get("/prometheus").content.decode()
     redis_breaker.reset()
 
     assert statuses == [200, 200]
@@ -232,6 +232,7 @@ def test_two_server_processes_share_one_limit(tmp_path):
         WORKERS="2",
         THREADS="2",
         RATE_LIMIT_SEARCH="4/h",
+        METRICS_ALLOWED_CIDRS="127.0.0.1/32",  # the scrapes below
     )
     prepare_database(env)
     key = create_api_key(env, "read")

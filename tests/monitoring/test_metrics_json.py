@@ -8,15 +8,15 @@ from tests.conftest import upload
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_report_adds_up_what_happened(client, store, write_client, read_client):
-    before = client.get("/metrics").json()
+def test_the_report_adds_up_what_happened(scraper, store, write_client, read_client):
+    before = scraper.get("/metrics").json()
     upload(write_client, "default", {"a.txt": b"Bread needs flour and water."})
     upload(write_client, "default", {".hidden": b"x"})
     for _ in range(2):
         read_client.get("/api/search", {"q": "bread flour"})
     read_client.get("/api/search", {"q": "bread", "store": "missing"})
 
-    after = client.get("/metrics").json()
+    after = scraper.get("/metrics").json()
 
     assert after["uploads"]["count"] - before["uploads"]["count"] == 1
     assert after["uploads"]["failures"] - before["uploads"]["failures"] == 1

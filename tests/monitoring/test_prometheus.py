@@ -23,10 +23,25 @@ SCRAPE_NAMES = (
     "system_disk_usage_percent",
     "stores_total",
     "cache_size",
+    "login_failures_total",
+    "login_lockouts_total",
 )
 
 
-def test_loopback_may_scrape_and_sees_every_kind_of_metric(client, store):
+def test_no_address_may_scrape_by_default(client, settings):
+    """Behind a reverse proxy on the same host every client is loopback."""
+    settings.METRICS_TOKEN = ""
+
+    for path in ("/prometheus", "/metrics"):
+        response = client.get(path)  # the test client is 127.0.0.1
+        assert response.status_code == 403
+        assert response.json()["error"] == "PERMISSION_DENIED"
+
+
+def test_an_allowed_address_may_scrape_and_sees_every_kind_of_metric(
+    client, store, settings
+):
+    settings.METRICS_ALLOWED_CIDRS = ["127.0.0.1/32", "::1/128"]
     client.get("/health")  # a request counted before the scrape
     response = client.get("/prometheus")  # the test client is 127.0.0.1
 
@@ -49,14 +64,16 @@ def _sample(text: str, name: str, **labels) -> float:
     return total
 
 
-def test_database_and_cache_metrics_come_from_django_prometheus(client, read_client):
+def test_database_and_cache_metrics_come_from_django_prometheus(
+    scraper, client, read_client
+):
     from django.db import connection
 
     vendor = connection.vendor
-    before = client.get("/prometheus").content.decode()
+    before = scraper.get("/prometheus").content.decode()
     read_client.get("/api/stores/")  # an authenticated request: SQL
     client.get("/health")  # a get from the default cache
-    after = client.get("/prometheus").content.decode()
+    after = scraper.get("/prometheus").content.decode()
 
     queries = "django_db_execute_total"
     assert _sample(after, queries, vendor=vendor) > _sample(
@@ -117,13 +134,17 @@ def _requests_total(text: str) -> float:
 
 @pytest.mark.slow
 def test_two_gunicorn_workers_are_summed(tmp_path):
-    env = server_env(tmp_path, WORKERS="2", THREADS="4")
+    token = "metrics-token-" + "x" * 20
+    env = server_env(tmp_path, WORKERS="2", THREADS="4", METRICS_TOKEN=token)
     prepare_database(env)
     create_api_key(env, "read")
+    scrape = {"Authorization": f"Bearer {token}"}
 
     with ServerProcess(env) as server:
         url = server.base_url
-        before = _requests_total(requests.get(f"{url}/prometheus", timeout=10).text)
+        before = _requests_total(
+            requests.get(f"{url}/prometheus", headers=scrape, timeout=10).text
+        )
         with ThreadPoolExecutor(8) as pool:
             statuses = list(
                 pool.map(
@@ -131,7 +152,7 @@ def test_two_gunicorn_workers_are_summed(tmp_path):
                 )
             )
         time.sleep(0.2)
-        after_text = requests.get(f"{url}/prometheus", timeout=10).text
+        after_text = requests.get(f"{url}/prometheus", headers=scrape, timeout=10).text
         pids = set(re.findall(r"Booting worker with pid: (\d+)", server.log_text()))
 
     assert all(r.status_code == 200 for r in statuses)

@@ -131,17 +131,17 @@ def test_search_in_auto_mode_asks_gemini(
 
 
 def test_gemini_unavailable_in_auto_mode_falls_back_to_the_local_index(
-    gemini, gemini_store, client, write_client, read_client, settings
+    gemini, gemini_store, scraper, write_client, read_client, settings
 ):
     upload(write_client, "gem", {"guide.txt": TEXT})
     gemini.fail("generateContent", 503, times=None)
-    fallbacks_before = client.get("/metrics").json()["searches"]["fallbacks"]
+    fallbacks_before = scraper.get("/metrics").json()["searches"]["fallbacks"]
 
     body = _search(read_client, store_name="gem").json()
 
     assert (body["backend"], body["fallback"]) == ("local", True)
     # Counted as search_requests_total{status="fallback"}, which /metrics sums.
-    assert client.get("/metrics").json()["searches"]["fallbacks"] == (
+    assert scraper.get("/metrics").json()["searches"]["fallbacks"] == (
         fallbacks_before + 1
     )
     assert "sailors" in body["answer"]
