@@ -250,3 +250,19 @@ def make_text_pdf(pages: list[str]) -> bytes:
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(data), data))
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     return _raw_pdf(objects)
+
+
+def multipart_body(filename: str, content: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with one ``file`` part, and its Content-Type:
+    for tests that send it by hand (slowly, chunked, over a raw socket)."""
+    boundary = "flamehaven-test-boundary"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"

@@ -18,6 +18,7 @@ from tests.factories import (
     make_many_pages_pdf,
     make_pdf,
     make_zip_bomb_docx,
+    multipart_body,
 )
 from tests.servers import (
     HIGH_RATE_LIMITS,
@@ -178,20 +179,6 @@ def test_an_upload_into_a_store_deleted_meanwhile_is_404_and_leaves_nothing(
     assert stored_files(media_root) == []
 
 
-def _multipart(filename: str, content: bytes) -> tuple[bytes, str]:
-    boundary = "flamehaven-test-boundary"
-    body = (
-        (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: text/plain\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
 def in_chunks(data: bytes, size: int = 64 * 1024):
     """A generator body: requests sends it with Transfer-Encoding: chunked."""
     for start in range(0, len(data), size):
@@ -205,8 +192,8 @@ def test_chunked_bodies_are_read_and_held_to_the_request_size(tmp_path):
     env = server_env(tmp_path, MAX_REQUEST_SIZE_MB="1", **HIGH_RATE_LIMITS)
     prepare_database(env)
     headers = {"Authorization": f"Api-Key {create_api_key(env, 'write')}"}
-    small, content_type = _multipart("chunked.txt", b"Words sent in chunks.")
-    big, _ = _multipart("big.txt", b"Too many words. " * 80_000)  # 1.2 MB
+    small, content_type = multipart_body("chunked.txt", b"Words sent in chunks.")
+    big, _ = multipart_body("big.txt", b"Too many words. " * 80_000)  # 1.2 MB
 
     with ServerProcess(env) as server:
         api = f"{server.base_url}/api"

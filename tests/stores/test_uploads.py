@@ -21,6 +21,7 @@ from stores.uploads import (
     abandoned_temp_files,
     remove_abandoned_temp_files,
 )
+from tests.factories import multipart_body
 from tests.servers import (
     PYTHON,
     ROOT,
@@ -113,20 +114,6 @@ def test_only_files_whose_writer_is_gone_are_removed(upload_temp_dir):
     assert remove_abandoned_temp_files() == []
 
 
-def _multipart(filename: str, content: bytes) -> tuple[bytes, str]:
-    boundary = "flamehaven-slow-boundary"
-    body = (
-        (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: text/plain\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
 def _wait_for(find, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while not (found := find()):
@@ -143,7 +130,7 @@ def test_a_worker_killed_mid_upload_leaves_a_file_that_fsck_removes(tmp_path):
     prepare_database(env)
     key = create_api_key(env, "write")
     server_temp_dir = tmp_path / "data" / "tmp"  # UPLOAD_TEMP_DIR's default
-    body, content_type = _multipart("slow.txt", b"Words sent slowly. " * 60_000)
+    body, content_type = multipart_body("slow.txt", b"Words sent slowly. " * 60_000)
 
     with ServerProcess(env) as server:
         headers = {"Authorization": f"Api-Key {key}"}
