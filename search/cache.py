@@ -31,7 +31,7 @@ from monitoring import metrics
 log = structlog.get_logger(__name__)
 
 CACHE_ALIAS = "search"
-KEY_VERSION = "v1"
+KEY_VERSION = "v2"  # v2: sources carry page, section and chunk_id
 ENTRY_PREFIX = "search:"
 _STATS_KEYS = {"lookups": "stats:lookups", "misses": "stats:misses"}
 

@@ -49,6 +49,16 @@ class SourceSerializer(serializers.Serializer):
     document_id = serializers.IntegerField(allow_null=True)
     snippet = serializers.CharField()
     score = serializers.FloatField()
+    page = serializers.IntegerField(
+        allow_null=True, help_text="The page the passage is on (PDFs), else null."
+    )
+    section = serializers.CharField(
+        allow_null=True, help_text="The heading the passage sits under, if any."
+    )
+    chunk_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="The passage (a chunk of a local store); null for Gemini stores.",
+    )
 
 
 class SearchResponseSerializer(serializers.Serializer):

@@ -6,10 +6,11 @@ back into it, so a citation can show exactly where a passage came from.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from django.conf import settings
@@ -120,8 +121,21 @@ def _docx_blocks(container) -> list[str]:
                 if line := " | ".join(c for c in cells if c):
                     blocks.append(line)
         elif text := block.text.strip():
-            blocks.append(text)
+            # A Heading N paragraph becomes a Markdown heading, so the chunker
+            # finds sections in DOCX files as it does in Markdown.
+            level = _heading_level(block)
+            blocks.append(f"{'#' * level} {text}" if level else text)
     return blocks
+
+
+def _heading_level(paragraph) -> int:
+    style = getattr(paragraph.style, "name", "") or ""
+    if style == "Title":
+        return 1
+    if style.startswith("Heading "):
+        level = style.removeprefix("Heading ")
+        return min(int(level), 6) if level.isdigit() else 0
+    return 0
 
 
 # --- Chunking ---------------------------------------------------------------------
@@ -133,6 +147,7 @@ class ChunkSpan:
     start_char: int
     end_char: int  # text == extracted.text[start_char:end_char]
     page: int | None  # 1-based page of start_char (PDFs)
+    section: str = ""  # the heading the chunk starts under, if any
 
 
 # Where a chunk may end, strongest first. A sentence break is the whitespace after
@@ -161,17 +176,69 @@ def chunk_text(
     text = extracted.text
     starts = extracted.page_starts
     if not starts:
-        return [
+        spans = [
             ChunkSpan(text[s:e], s, e, None)
             for s, e in _spans(text, 0, len(text), size, overlap)
         ]
-    # PDF chunks never straddle a page, so each one cites the page it came from.
-    bounds = [*starts, len(text)]
-    return [
-        ChunkSpan(text[s:e], s, e, page)
-        for page, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False), start=1)
-        for s, e in _spans(text, lo, hi, size, overlap)
-    ]
+    else:
+        # PDF chunks never straddle a page, so each one cites the page it came from.
+        bounds = [*starts, len(text)]
+        spans = [
+            ChunkSpan(text[s:e], s, e, page)
+            for page, (lo, hi) in enumerate(
+                zip(bounds, bounds[1:], strict=False), start=1
+            )
+            for s, e in _spans(text, lo, hi, size, overlap)
+        ]
+    return _with_sections(text, spans)
+
+
+# A Markdown heading ("## Install"), or a reStructuredText/setext title: a line
+# underlined (and maybe overlined) by one punctuation character repeated.
+_ATX_HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(?P<title>.*?)[ \t#]*")
+_RULE_LINE = re.compile(r"([=\-~^\"'`*+#])\1{2,}[ \t]*")
+_HEADING_STARTS = frozenset("#=-~^\"'`*+ ")
+SECTION_MAX_LENGTH = 200
+
+
+def headings(text: str) -> list[tuple[int, str]]:
+    """(offset, title) of every heading in ``text``, in order.
+
+    One pass over the lines; only those starting with a heading character are
+    looked at closely (a regex anchored at every line start costs more than
+    chunking the whole text).
+    """
+    found: list[tuple[int, str]] = []
+    offset, previous, previous_offset = 0, "", 0
+    for line in text.split("\n"):
+        if line[:1] in _HEADING_STARTS and line:
+            if atx := _ATX_HEADING.fullmatch(line):
+                if title := atx.group("title").strip():
+                    found.append((offset, title[:SECTION_MAX_LENGTH]))
+            elif _RULE_LINE.fullmatch(line):
+                title = previous.strip()
+                # Not the rule under an ATX heading, already found.
+                underlines = not found or found[-1][0] != previous_offset
+                if title and underlines and len(line.strip()) >= min(len(title), 3):
+                    found.append((previous_offset, title[:SECTION_MAX_LENGTH]))
+        previous, previous_offset = line, offset
+        offset += len(line) + 1
+    return found
+
+
+def _with_sections(text: str, spans: list[ChunkSpan]) -> list[ChunkSpan]:
+    """Each span with the heading in force where it starts (search refines it
+    to the heading above the matching passage, see stores.backends.local)."""
+    marks = headings(text)
+    if not marks:
+        return spans
+    offsets = [offset for offset, _ in marks]
+    result = []
+    for span in spans:
+        index = bisect.bisect_right(offsets, span.start_char) - 1
+        section = marks[index][1] if index >= 0 else ""
+        result.append(replace(span, section=section))
+    return result
 
 
 def _spans(

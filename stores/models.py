@@ -126,6 +126,8 @@ class Chunk(models.Model):
     start_char = models.PositiveIntegerField()
     end_char = models.PositiveIntegerField()
     page = models.PositiveIntegerField(null=True, blank=True)
+    # The heading the passage sits under (Markdown, reStructuredText, DOCX).
+    section = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["document_id", "ordinal"]

@@ -116,6 +116,7 @@ def _finish(
                     start_char=span.start_char,
                     end_char=span.end_char,
                     page=span.page,
+                    section=span.section,
                 )
                 for ordinal, span in enumerate(spans)
             ],

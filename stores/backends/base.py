@@ -23,6 +23,9 @@ class Source:
     document_id: int | None
     snippet: str
     score: float
+    page: int | None = None  # 1-based, for PDFs
+    section: str | None = None  # the heading the passage sits under
+    chunk_id: int | None = None  # the passage itself (local stores)
 
 
 @dataclass(frozen=True)

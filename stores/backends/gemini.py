@@ -276,6 +276,7 @@ class GeminiBackend(SearchBackend):
                     document_id=document.pk if document else None,
                     snippet=(context.text or "")[:SNIPPET_CHARS],
                     score=round(1 / (len(sources) + 1), 4),
+                    page=getattr(context, "page_number", None),
                 )
             )
             if len(sources) == top_k:

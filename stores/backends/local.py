@@ -29,6 +29,7 @@ from stores.backends.base import (
     document_uri,
 )
 from stores.backends.query import query_terms
+from stores.extraction import headings
 from stores.models import Document
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class _Hit:
     filename: str
     text: str
     page: int | None
+    section: str
     score: float  # higher is better, whatever the vendor
 
 
@@ -118,6 +120,9 @@ class LocalBackend(SearchBackend):
                 snippet=_snippet(hit.text, keys),
                 # Positive even when neither the terms nor the index say much.
                 score=max(round(hit.score, 4), 0.0001),
+                page=hit.page,
+                section=_section(hit, keys),
+                chunk_id=hit.chunk_id,
             )
             for hit in best.values()
         ]
@@ -142,7 +147,7 @@ class LocalBackend(SearchBackend):
 # store_id), so FTS5 merges doclists instead of SQL building the store's chunk
 # set per query; bm25 gives the store_id column no weight.
 _SQLITE_SEARCH = """
-    SELECT c.id, c.document_id, d.filename, c.text, c.page, hit.score
+    SELECT c.id, c.document_id, d.filename, c.text, c.page, c.section, hit.score
     FROM (
         SELECT rowid AS id, -bm25(stores_chunk_fts, 1.0, 0.0) AS score
         FROM stores_chunk_fts
@@ -170,7 +175,7 @@ _POSTGRESQL_SEARCH = """
         ORDER BY score DESC, m.id
         LIMIT %s
     )
-    SELECT c.id, c.document_id, d.filename, c.text, c.page, hit.score
+    SELECT c.id, c.document_id, d.filename, c.text, c.page, c.section, hit.score
     FROM hit
     JOIN stores_chunk AS c ON c.id = hit.id
     JOIN stores_document AS d ON d.id = c.document_id
@@ -327,11 +332,23 @@ def _matched_keys(text: str, keys: tuple[str, ...]) -> set[str]:
     return {key for key in keys if _find_key(text, key) != -1}
 
 
-def _snippet(text: str, keys: tuple[str, ...]) -> str:
-    """About SNIPPET_LENGTH characters around the first match, cut between words."""
+def _first_match(text: str, keys: tuple[str, ...]) -> int:
     lowered = text.lower()
     found = [p for p in (_find_key(lowered, key) for key in keys) if p != -1]
-    position = min(found, default=0)
+    return min(found, default=0)
+
+
+def _section(hit: _Hit, keys: tuple[str, ...]) -> str | None:
+    """The heading above the passage that matched: the last one in the chunk
+    before the match, else the one in force where the chunk starts."""
+    position = _first_match(hit.text, keys)
+    inside = [title for offset, title in headings(hit.text) if offset <= position]
+    return (inside[-1] if inside else hit.section) or None
+
+
+def _snippet(text: str, keys: tuple[str, ...]) -> str:
+    """About SNIPPET_LENGTH characters around the first match, cut between words."""
+    position = _first_match(text, keys)
     start = max(0, position - SNIPPET_LENGTH // 3)
     end = min(len(text), start + SNIPPET_LENGTH)
     start = max(0, end - SNIPPET_LENGTH)
@@ -437,12 +454,24 @@ _SENTENCE_SPLIT = re.compile(
 _BLOCK_START = re.compile(r"#|[-*+] |\d+[.)] |\||```")
 
 
+# A reStructuredText or setext underline (or overline): one punctuation
+# character repeated, alone on its line.
+_RULE = re.compile(r"([=\-~^\"'`*+#:.])\1{2,}$")
+
+
 def _pieces(text: str) -> Iterator[str]:
     """Paragraphs with wrapped lines joined. A heading is a piece of its own; a
     list item, table row or code fence starts a new piece."""
     lines: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
+        if _RULE.match(line):
+            # The line above was a title ("Install" over "======="): its own
+            # piece, never glued to the sentence that follows.
+            if lines:
+                yield from filter(None, [" ".join(lines[:-1]), "# " + lines[-1]])
+            lines = []
+            continue
         if line and not _BLOCK_START.match(line):
             lines.append(line)
             continue

@@ -20,7 +20,16 @@ RESPONSE_KEYS = {
     "took_ms",
     "request_id",
 }
-SOURCE_KEYS = {"title", "uri", "document_id", "snippet", "score"}
+SOURCE_KEYS = {
+    "title",
+    "uri",
+    "document_id",
+    "snippet",
+    "score",
+    "page",
+    "section",
+    "chunk_id",
+}
 
 
 @pytest.fixture

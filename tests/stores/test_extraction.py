@@ -522,3 +522,19 @@ def test_chunk_text_random_inputs_keep_invariants():
             assert_chunk_invariants(text, chunks, size)
         else:
             assert chunks == []
+
+
+# --- Sections ---------------------------------------------------------------------
+
+
+def test_headings_are_found_in_markdown_and_restructuredtext():
+    from stores.extraction import headings
+
+    text = (
+        "# Guide\n\nIntro.\n\n## Install  ##\n\nSteps.\n\n"
+        "Configure\n=========\n\nText.\n\n"
+        "a | b\n--- | ---\n\n"  # a Markdown table rule is no heading
+        "Not a title\n--\n"  # nor is a rule shorter than three characters
+    )
+
+    assert [title for _, title in headings(text)] == ["Guide", "Install", "Configure"]
