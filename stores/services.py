@@ -387,21 +387,28 @@ def document_delete(*, document: Document) -> None:
     """Delete the document with its chunks, stored file and remote copy.
 
     Locks the store row and then the document row, as an ingestion finishing
-    does, so a delete during a re-index waits for it and then removes it all.
+    does, so a delete during a re-index waits for it and then removes it all;
+    a delete that lost a race with its store's delete is 404.
     """
-    backend = get_backend(document.store)
     with transaction.atomic():
-        Store.objects.select_for_update(no_key=True).filter(
-            pk=document.store_id
-        ).exists()
-        current = Document.objects.select_for_update().filter(pk=document.pk).first()
+        store = (
+            Store.objects.select_for_update(no_key=True)
+            .filter(pk=document.store_id)
+            .first()
+        )
+        current = (
+            Document.objects.select_for_update().filter(pk=document.pk).first()
+            if store is not None
+            else None
+        )
         if current is None:
             raise DocumentNotFound(
                 f"Document {document.pk} not found",
                 details={"document_id": document.pk},
             )
         current.delete()
-        store_bump_revision(store_id=document.store_id)
+        store_bump_revision(store_id=store.pk)
+    backend = get_backend(store)
 
     def cleanup() -> None:
         _delete_files([current.file.name])
@@ -410,7 +417,7 @@ def document_delete(*, document: Document) -> None:
         )
 
     transaction.on_commit(cleanup)
-    log.info("document_deleted", document_id=document.pk, store=document.store.name)
+    log.info("document_deleted", document_id=document.pk, store=store.name)
 
 
 def _delete_files(names: list[str]) -> None:

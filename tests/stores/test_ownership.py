@@ -206,3 +206,14 @@ def test_a_queued_task_whose_worker_died_is_marked_failed(store, settings):
     task.refresh_from_db()
     assert task.status == "FAILED"
     assert task.exception_class_path == "stores.ownership.WorkerLost"
+
+
+def test_deleting_a_document_whose_store_was_just_deleted_is_404(write_client, store):
+    document = _stuck(store, status="ready", name="late.txt")
+    stale = Document.objects.get(pk=document.pk)  # as a racing request read it
+    services.store_delete(store=store)
+
+    from flamehaven.errors import DocumentNotFound
+
+    with pytest.raises(DocumentNotFound):
+        services.document_delete(document=stale)
