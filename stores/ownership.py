@@ -230,16 +230,18 @@ def queued_document_ids() -> set[int]:
     return held
 
 
-def fail_lost_tasks() -> int:
-    """Mark failed the running tasks whose worker is gone, so the task table
-    tells the truth too (their documents are re-queued as orphans)."""
+def fail_lost_tasks(*, dropped_by: str | None = None) -> int:
+    """Mark failed the running tasks whose worker is gone, or that the live
+    worker ``dropped_by`` let go of (its loop restarted after a database error),
+    so the task table tells the truth and their documents become orphans that
+    the next maintenance round re-queues."""
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
 
     tasks = [task for task in _ingest_tasks() if task[3] is not None]
     if not tasks:
         return 0
-    alive = live_workers()
+    alive = live_workers() - {dropped_by}
     lost = [pk for pk, _, _, worker in tasks if worker not in alive]
     return DBTaskResult.objects.filter(
         pk__in=lost, status=TaskResultStatus.RUNNING

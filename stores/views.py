@@ -54,7 +54,11 @@ def _upload_response(results, *, many: bool, context) -> Response:
         if created or getattr(document, "restarted", False)
     ]
     documents = [document for document, _ in results]
-    live = Document.objects.in_bulk([document.pk for document in documents])
+    # With their store in the same query: a store deleted from here on must not
+    # be loaded lazily by the serializer (Store.DoesNotExist, a 500).
+    live = Document.objects.select_related("store").in_bulk(
+        [document.pk for document in documents]
+    )
     if not live and not Store.objects.filter(pk=documents[0].store_id).exists():
         # The store was deleted, with these documents, before this answer.
         raise StoreNotFound(

@@ -217,3 +217,23 @@ def test_deleting_a_document_whose_store_was_just_deleted_is_404(write_client, s
 
     with pytest.raises(DocumentNotFound):
         services.document_delete(document=stale)
+
+
+def test_a_task_dropped_by_a_live_worker_is_failed_and_its_document_requeued(
+    store, settings
+):
+    from django_tasks_db.models import DBTaskResult
+
+    document = _stuck(store, status="ready", name="dropped.txt")
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    services.document_reindex(document=document)
+    _worker("alive")
+    task = DBTaskResult.objects.get()
+    task.claim("alive")  # then the database went away before the document
+    assert ownership.orphans() == []  # a live worker's running task holds it
+
+    assert ownership.fail_lost_tasks(dropped_by="alive") == 1
+
+    assert [o.pk for o in ownership.orphans()] == [document.pk]
+    task.refresh_from_db()
+    assert task.status == "FAILED"

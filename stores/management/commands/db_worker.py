@@ -21,7 +21,7 @@ log = structlog.get_logger(__name__)
 RETRY_MAX_SEC = 10.0
 
 
-def _until_database_answers(action):
+def _until_database_answers(action, *, on_recovery=None):
     """Run ``action`` until no database error stops it; back off meanwhile.
 
     Each outage is logged once when it starts and once when the database
@@ -37,6 +37,8 @@ def _until_database_answers(action):
                     "worker_database_available",
                     down_sec=round(time.monotonic() - down_since, 1),
                 )
+                if on_recovery is not None:
+                    on_recovery()
                 pause, down_since = 0.5, None
             return action()
         except DatabaseError as exc:
@@ -51,8 +53,15 @@ def _until_database_answers(action):
 class Worker(db_worker.Worker):
     def run(self) -> None:
         # The stock loop returns when it is done (--batch, --max-tasks, a signal)
-        # and raises on a database error; only the error starts it again.
-        _until_database_answers(super().run)
+        # and raises on a database error; only the error starts it again. A task
+        # it had claimed then stays RUNNING under this live worker: mark it
+        # failed, so its document is an orphan for the maintenance round.
+        _until_database_answers(super().run, on_recovery=self._drop_claimed_tasks)
+
+    def _drop_claimed_tasks(self) -> None:
+        dropped = ownership.fail_lost_tasks(dropped_by=self.worker_id)
+        if dropped:
+            log.warning("worker_tasks_dropped", count=dropped)
 
 
 class Command(db_worker.Command):
