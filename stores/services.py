@@ -340,7 +340,9 @@ def document_recover(orphan: ownership.Orphan) -> bool:
 
 
 def document_get(*, store: Store, pk: int) -> Document:
-    document = Document.objects.filter(store=store, pk=pk).first()
+    document = (
+        Document.objects.select_related("store").filter(store=store, pk=pk).first()
+    )
     if document is None:
         raise DocumentNotFound(
             f"Document {pk} not found in store '{store.name}'",
@@ -374,7 +376,9 @@ def document_reindex(*, document: Document) -> Document:
                 details={"document_id": document.pk, "status": current.status},
             )
     # Ingestion may have run already (immediate tasks), and a delete after it.
-    current = Document.objects.filter(pk=document.pk).first()
+    # The store comes in the same query: one deleted from here on must not be
+    # loaded lazily by the serializer (Store.DoesNotExist, found by bench/soak).
+    current = Document.objects.select_related("store").filter(pk=document.pk).first()
     if current is None:
         raise DocumentNotFound(
             f"Document {document.pk} was deleted while it was re-indexed",

@@ -237,3 +237,13 @@ def test_a_task_dropped_by_a_live_worker_is_failed_and_its_document_requeued(
     assert [o.pk for o in ownership.orphans()] == [document.pk]
     task.refresh_from_db()
     assert task.status == "FAILED"
+
+
+def test_a_reindex_answer_never_loads_a_store_deleted_meanwhile(store, settings):
+    document = _stuck(store, status="ready", name="gone.txt")
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+    queued = services.document_reindex(document=document)
+    services.store_delete(store=store)
+
+    assert queued.store.name == "default"  # loaded with the document, not later
