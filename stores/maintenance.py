@@ -17,7 +17,7 @@ import structlog
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from stores import ownership, services, uploads
+from stores import embedding, ownership, services, uploads
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +29,7 @@ def run() -> dict[str, int]:
     """One round of every periodic job; what each did, by name."""
     done = {
         "requeued": len(services.documents_requeue_orphans()),
+        "vectors_requeued": len(embedding.requeue_orphans()),
         "tasks_failed": ownership.fail_lost_tasks(),
         "workers_forgotten": ownership.forget_dead_workers(),
         "temp_files_removed": len(uploads.remove_abandoned_temp_files()),

@@ -99,6 +99,10 @@ class Document(models.Model):
     # Ingestions started since the last upload or re-index; the sweep gives up
     # on a document whose ingestion keeps taking its process down.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Who will compute the vectors of a ready document that has none for the
+    # current model: a Worker id, or "" while a database task waits for it (see
+    # stores.embedding). Only meaningful while the vectors are missing.
+    vector_owner = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -139,6 +143,36 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class Embedding(models.Model):
+    """The vectors of a ready document's chunks, as one model made them.
+
+    One row per document, written in one go, so a document's vectors are all
+    there or not at all. A chunk has one vector per window of its text (a model
+    sees a few hundred tokens at most): row ``i`` of ``vectors`` belongs to chunk
+    ``chunk_ids[i]``, and a chunk's rows are consecutive. Re-indexing or failing
+    the document deletes the row with the chunks it describes.
+    """
+
+    document = models.OneToOneField(
+        Document, on_delete=models.CASCADE, primary_key=True, related_name="embedding"
+    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    # The embedder's name (Embedder.name): vectors of another model are stale.
+    model = models.CharField(max_length=200)
+    dimensions = models.PositiveSmallIntegerField()
+    chunk_ids = models.BinaryField()  # little-endian int64, one per row
+    vectors = models.BinaryField()  # little-endian float16, rows x dimensions
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["store", "model"], name="embedding_store_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} ({self.model})"
 
 
 class Worker(models.Model):

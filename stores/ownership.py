@@ -195,16 +195,16 @@ def orphans(document_ids: list[int] | None = None) -> list[Orphan]:
     return [Orphan(*row) for row in found if orphaned(row[0], row[2])]
 
 
-def _ingest_tasks():
-    """Waiting and running ingestion tasks of the database queue: id, status,
-    arguments, and the worker running it (None while it waits)."""
+def _ingest_tasks(task=None):
+    """Waiting and running tasks of the database queue (ingestion, or ``task``):
+    id, status, arguments, and the worker running it (None while it waits)."""
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
 
     from stores.tasks import ingest_document
 
     rows = DBTaskResult.objects.filter(
-        task_path=ingest_document.module_path,
+        task_path=(task or ingest_document).module_path,
         status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING],
     ).values_list("pk", "status", "args_kwargs", "worker_ids")
     return [
@@ -213,9 +213,10 @@ def _ingest_tasks():
     ]
 
 
-def queued_document_ids() -> set[int]:
-    """Documents held by a waiting ingestion task, or by one a live worker runs."""
-    tasks = _ingest_tasks()
+def queued_document_ids(task=None) -> set[int]:
+    """Documents held by a waiting ingestion task (or ``task``, whose first
+    argument is a document id or a list of them), or by one a live worker runs."""
+    tasks = _ingest_tasks(task)
     alive = live_workers() if any(task[3] for task in tasks) else set()
     held = set()
     for _, _, args_kwargs, worker in tasks:
@@ -227,6 +228,8 @@ def queued_document_ids() -> set[int]:
         )
         if isinstance(document_id, int):
             held.add(document_id)
+        elif isinstance(document_id, list):
+            held.update(i for i in document_id if isinstance(i, int))
     return held
 
 
@@ -238,7 +241,13 @@ def fail_lost_tasks(*, dropped_by: str | None = None) -> int:
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
 
-    tasks = [task for task in _ingest_tasks() if task[3] is not None]
+    from stores.tasks import embed_documents
+
+    tasks = [
+        task
+        for task in [*_ingest_tasks(), *_ingest_tasks(embed_documents)]
+        if task[3] is not None
+    ]
     if not tasks:
         return 0
     alive = live_workers() - {dropped_by}
@@ -292,7 +301,11 @@ def forget_dead_workers() -> int:
     """Delete the rows of workers gone for a day that own nothing any more."""
     cutoff = timezone.now() - timedelta(days=1)
     owners = Document.objects.filter(status__in=ACTIVE).values("owner")
+    vector_owners = Document.objects.exclude(vector_owner="").values("vector_owner")
     deleted, _ = (
-        Worker.objects.filter(heartbeat_at__lt=cutoff).exclude(pk__in=owners).delete()
+        Worker.objects.filter(heartbeat_at__lt=cutoff)
+        .exclude(pk__in=owners)
+        .exclude(pk__in=vector_owners)
+        .delete()
     )
     return deleted

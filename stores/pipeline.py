@@ -14,7 +14,7 @@ import structlog
 from django.db import transaction
 
 from flamehaven.errors import UpstreamError, UpstreamUnavailable
-from stores import ownership
+from stores import embedding, ownership
 from stores.backends import delete_remote_quietly, get_backend
 from stores.extraction import (
     ChunkSpan,
@@ -23,7 +23,7 @@ from stores.extraction import (
     chunk_text,
     extract_text,
 )
-from stores.models import Chunk, Document, Store
+from stores.models import Chunk, Document, Embedding, Store
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +105,9 @@ def _finish(
     with transaction.atomic():
         if _locked(document, owner) is None:
             return False
-        Chunk.objects.filter(document=document).delete()  # a re-index replaces them
+        # A re-index replaces the chunks, and with them their vectors.
+        Embedding.objects.filter(document=document).delete()
+        Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             [
                 Chunk(
@@ -128,6 +130,8 @@ def _finish(
         document.chunk_count = len(spans)
         document.char_count = len(extracted.text)
         document.page_count = extracted.page_count
+        wants_vectors = document.store.backend == Store.Backend.LOCAL
+        document.vector_owner = embedding.queue_owner() if wants_vectors else ""
         document.save(
             update_fields=[
                 "status",
@@ -137,10 +141,13 @@ def _finish(
                 "char_count",
                 "page_count",
                 "remote_name",
+                "vector_owner",
                 "updated_at",
             ]
         )
         Store.objects.filter(pk=document.store_id).bump_revision()
+        if wants_vectors:
+            embedding.queue_for([document.pk])
     return True
 
 
@@ -154,6 +161,7 @@ def fail(document: Document, error: str, *, owner: str) -> Document | None:
         if locked is None:
             return None
         remote_name = locked.remote_name
+        Embedding.objects.filter(document=locked).delete()
         Chunk.objects.filter(document=locked).delete()
         locked.status = Document.Status.FAILED
         locked.error = error

@@ -4,13 +4,19 @@ from django.db import transaction
 from django_tasks import task
 from django_tasks.backends.immediate import ImmediateBackend
 
-from stores import ownership, pipeline
+from stores import embedding, ownership, pipeline
 
 
 @task()
 def ingest_document(document_id: int) -> None:
     # A document deleted or taken by another owner is simply nothing to do.
     pipeline.ingest(document_id=document_id)
+
+
+# After any waiting ingestion: a document is searchable lexically first.
+@task(priority=-10)
+def embed_documents(document_ids: list[int]) -> None:
+    embedding.embed(document_ids, owner=ownership.register())
 
 
 def runs_in_process() -> bool:

@@ -51,13 +51,23 @@ def upload_temp_dir(tmp_path, settings):
 def _no_background_threads(settings):
     """No heartbeat or maintenance threads in the test process; each test's
     rows are rolled back, so a registration must not outlive its test."""
-    from stores import ownership
+    from stores import embedding, ownership
 
     settings.BACKGROUND_MAINTENANCE = False
     settings.WORKER_HEARTBEAT_SEC = 0
     ownership.reset()
+    embedding.reset()
     yield
     ownership.reset()
+    embedding.reset()
+
+
+@pytest.fixture(autouse=True)
+def _lexical_only(settings):
+    """Lexical search unless a test asks for vectors (tests/search/test_hybrid.py
+    and the embedding tests do): most tests are about other things, and an
+    embedding thread per upload would only slow them down."""
+    settings.EMBEDDINGS = "off"
 
 
 @pytest.fixture(autouse=True)

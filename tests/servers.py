@@ -40,6 +40,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
+# Where test processes keep the built-in model's ONNX graph, built once per
+# machine (the same folder the embedding tests use).
+MODEL_CACHE = Path(tempfile.gettempdir()) / "flamehaven-test-models"
 PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
 HOST = "127.0.0.1"
 # Benchmarks and volume tests raise the rate limits, never switch them off.
@@ -66,6 +69,10 @@ def server_env(folder: Path, **overrides: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECRET_KEY": secrets.token_urlsafe(40),
         "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus"),
+        # Lexical only unless a test asks (EMBEDDINGS="builtin"; keep
+        # EMBEDDINGS_CACHE_DIR=MODEL_CACHE so the model's graph is built once).
+        "EMBEDDINGS": "off",
+        "EMBEDDINGS_CACHE_DIR": str(MODEL_CACHE),
         **overrides,
     }
 

@@ -264,8 +264,26 @@ def source_paths(answer: dict[str, Any], paths: dict[int, str]) -> list[str]:
     return ranked
 
 
+def wait_for_vectors(timeout: float = 1800) -> float:
+    """Seconds until the embedding stage (a thread of this process) has given
+    every ready document its vectors."""
+    from stores import embedding
+
+    started = time.perf_counter()
+    if not embedding.enabled():
+        return 0.0
+    while embedding.wanted().exists():
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"vectors still missing after {timeout:.0f} s")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
 def ask_service(
-    questions: list[Question], paths: dict[int, str], top_k: int
+    questions: list[Question],
+    paths: dict[int, str],
+    top_k: int,
+    min_score: float | None = None,
 ) -> list[Outcome]:
     """Each question once, through the search service, with a cold search cache."""
     from django.core.cache import caches
@@ -276,13 +294,38 @@ def ask_service(
     outcomes = []
     for q in questions:
         params = SearchParams(
-            query=q.question, store_name=STORE, mode="local", top_k=top_k
+            query=q.question,
+            store_name=STORE,
+            mode="local",
+            top_k=top_k,
+            min_score=min_score,
         )
         started = time.perf_counter()
         answer = search(params)
         ms = (time.perf_counter() - started) * 1000
         ranked = source_paths(answer, paths)
         outcomes.append(Outcome(q.id, q.split, q.kind, ranked, q.gold, ms))
+    return outcomes
+
+
+def ask_variants(
+    questions: list[Question], paths: dict[int, str], args
+) -> dict[str, list[Outcome]]:
+    """The service as configured, or once per lexical weight and floor asked."""
+    from stores.backends import local
+
+    weights = [float(w) for w in (args.lexical_weights or "").split(",") if w]
+    floors = [float(f) for f in (args.min_scores or "").split(",") if f]
+    if not weights and not floors:
+        return {"service": ask_service(questions, paths, args.top_k)}
+    outcomes = {}
+    default_weight = local.LEXICAL_WEIGHT
+    for weight in weights or [default_weight]:
+        local.LEXICAL_WEIGHT = weight
+        for floor in floors or [None]:
+            name = f"w{weight:g}" + ("" if floor is None else f"/f{floor:g}")
+            outcomes[name] = ask_service(questions, paths, args.top_k, floor)
+    local.LEXICAL_WEIGHT = default_weight
     return outcomes
 
 
@@ -354,14 +397,14 @@ def _pct(value: float | None) -> str:
 
 def print_table(rows: list[Figures], top_k: int) -> None:
     print(
-        f"{'system':<8}{'split':<6}{'kind':<13}{'ans':>4}{'un':>4}"
+        f"{'system':<10}{'split':<6}{'kind':<13}{'ans':>4}{'un':>4}"
         f"{'hit@1':>8}{'hit@5':>8}{'MRR@10':>8}{'ans∅':>8}{'un∅':>8}{'p50 ms':>8}"
     )
     for r in rows:
         mrr = "     -" if r.mrr_at_10 is None else f"{r.mrr_at_10:6.3f}"
         p50 = "     -" if r.p50_ms is None else f"{r.p50_ms:6.1f}"
         print(
-            f"{r.system:<8}{r.split:<6}{r.kind:<13}{r.answerable:>4}"
+            f"{r.system:<10}{r.split:<6}{r.kind:<13}{r.answerable:>4}"
             f"{r.unanswerable:>4}  {_pct(r.hit_at_1)}  {_pct(r.hit_at_5)}  {mrr}"
             f"  {_pct(r.answerable_without_sources)}"
             f"  {_pct(r.unanswerable_without_sources)}  {p50}"
@@ -385,7 +428,26 @@ def main() -> None:
     add("--per-kind", action="store_true", help="also one row per question kind")
     add("--database-url", help="a new PostgreSQL database to create and drop")
     add("--no-bm25", action="store_true", help="skip the BM25 baseline")
+    add(
+        "--embeddings",
+        default="builtin",
+        help="EMBEDDINGS for the run (builtin, off, ...; default builtin)",
+    )
+    add(
+        "--lexical-weights",
+        help="comma-separated LEXICAL_WEIGHT values to try (default: the code's)",
+    )
+    add(
+        "--min-scores",
+        help="comma-separated relevance floors to try (default: SEARCH_MIN_SCORE)",
+    )
     args = parser.parse_args()
+    os.environ["EMBEDDINGS"] = args.embeddings
+    # The built-in model's graph is built once per machine, not per run.
+    os.environ.setdefault(
+        "EMBEDDINGS_CACHE_DIR",
+        str(Path(tempfile.gettempdir()) / "flamehaven-bench-models"),
+    )
 
     root = ensure_corpus()
     questions = [q for q in load() if args.split in ("all", q.split)]
@@ -399,7 +461,8 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         paths, statuses, load_s = load_corpus(root)
-        outcomes = {"service": ask_service(questions, paths, args.top_k)}
+        embed_s = wait_for_vectors()
+        outcomes = ask_variants(questions, paths, args)
         if not args.no_bm25:
             outcomes["bm25"] = ask_bm25(questions, paths, args.top_k)
         from stores.models import Chunk
@@ -416,6 +479,8 @@ def main() -> None:
         "statuses": statuses,
         "chunks": chunks,
         "load_seconds": round(load_s, 1),
+        "embedding": args.embeddings,
+        "vectors_seconds": round(embed_s, 1),
         "top_k": args.top_k,
     }
     if args.json:
@@ -432,7 +497,8 @@ def main() -> None:
         return
     print(
         f"corpus {SDIST}: {len(paths)} documents, {chunks} chunks, loaded in "
-        f"{load_s:.1f} s ({vendor}); statuses {statuses}; top_k {args.top_k}"
+        f"{load_s:.1f} s ({vendor}); statuses {statuses}; top_k {args.top_k}; "
+        f"EMBEDDINGS={args.embeddings}, all vectors {embed_s:.1f} s after loading"
     )
     print_table(rows, args.top_k)
 

@@ -8,13 +8,20 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from flamehaven.errors import ApiError
-from stores.backends.base import Answer, SearchBackend, SearchOptions, Source
+from stores.backends.base import (
+    Answer,
+    Citation,
+    SearchBackend,
+    SearchOptions,
+    Source,
+)
 
 if TYPE_CHECKING:
     from stores.models import Store
 
 __all__ = [
     "Answer",
+    "Citation",
     "SearchBackend",
     "SearchOptions",
     "Source",

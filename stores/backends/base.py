@@ -29,10 +29,26 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A span of the answer text, [start, end) in characters, and the sources
+    (numbered from 1, like the answer's [n] markers) that support it."""
+
+    start: int
+    end: int
+    sources: list[int]
+
+
+@dataclass(frozen=True)
 class Answer:
     text: str
     sources: list[Source] = field(default_factory=list)
     model: str = ""
+    # Spans of `text` and their sources; None lets the caller derive them from
+    # the [n] markers (see search.citations).
+    citations: list[Citation] | None = None
+    # False when nothing in the store was relevant enough to answer from: the
+    # text says so and there are no sources.
+    grounded: bool = True
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,8 @@ class SearchOptions:
     model: str
     max_tokens: int
     temperature: float
+    # The relevance floor for this search (local stores); None: SEARCH_MIN_SCORE.
+    min_score: float | None = None
 
 
 class SearchBackend(ABC):

@@ -33,6 +33,7 @@ from google.genai import errors, types
 from flamehaven.errors import UpstreamError, UpstreamUnavailable
 from stores.backends.base import (
     Answer,
+    Citation,
     SearchBackend,
     SearchOptions,
     Source,
@@ -238,50 +239,118 @@ class GeminiBackend(SearchBackend):
             )
         except UPSTREAM_FAILURES as error:
             raise _upstream_error(error, "answer") from error
+        sources, numbers = self._sources(store, response, options.top_k)
         return Answer(
             text=response.text or "",
-            sources=self._sources(store, response, options.top_k),
+            sources=sources,
             model=options.model,
+            citations=_citations(response, numbers),
         )
 
-    def _sources(self, store: Store, response: Any, top_k: int) -> list[Source]:
+    def _sources(
+        self, store: Store, response: Any, top_k: int
+    ) -> tuple[list[Source], dict[int, int]]:
+        """The sources, one per document, and the number (from 1) of the source
+        each grounding chunk became, by the chunk's index."""
         from stores.models import Document
 
+        metadata = _grounding_metadata(response)
         contexts = [
-            chunk.retrieved_context
-            for candidate in (response.candidates or [])[:1]
-            if candidate.grounding_metadata
-            for chunk in candidate.grounding_metadata.grounding_chunks or []
+            (index, chunk.retrieved_context)
+            for index, chunk in enumerate(
+                (metadata.grounding_chunks if metadata else None) or []
+            )
             if chunk.retrieved_context
         ]
-        ids = {_document_id(c.custom_metadata) for c in contexts} - {None}
+        ids = {_document_id(c.custom_metadata) for _, c in contexts} - {None}
         documents = Document.objects.filter(store=store)
         by_id = {str(d.pk): d for d in documents.filter(pk__in=ids)}
-        titles = {c.title for c in contexts if _document_id(c.custom_metadata) is None}
+        titles = {
+            c.title for _, c in contexts if _document_id(c.custom_metadata) is None
+        }
         by_title = {d.filename: d for d in documents.filter(filename__in=titles)}
         sources: list[Source] = []
-        seen: set[int | str] = set()
-        for context in contexts:
+        number_of: dict[int | str, int] = {}  # document (or title) -> number
+        numbers: dict[int, int] = {}  # chunk index -> number
+        for index, context in contexts:
             document = by_id.get(_document_id(context.custom_metadata) or "") or (
                 by_title.get(context.title or "")
             )
             identity = document.pk if document else context.title
-            if identity in seen:
-                continue
-            seen.add(identity)
-            sources.append(
-                Source(
-                    title=document.filename if document else (context.title or ""),
-                    uri=document_uri(store.name, document.pk) if document else "",
-                    document_id=document.pk if document else None,
-                    snippet=(context.text or "")[:SNIPPET_CHARS],
-                    score=round(1 / (len(sources) + 1), 4),
-                    page=getattr(context, "page_number", None),
+            if identity not in number_of:
+                if len(sources) == top_k:
+                    continue  # chunks of documents already cited still map
+                sources.append(
+                    Source(
+                        title=document.filename if document else (context.title or ""),
+                        uri=document_uri(store.name, document.pk) if document else "",
+                        document_id=document.pk if document else None,
+                        snippet=(context.text or "")[:SNIPPET_CHARS],
+                        score=round(1 / (len(sources) + 1), 4),
+                        page=context.page_number or None,
+                    )
                 )
-            )
-            if len(sources) == top_k:
-                break
-        return sources
+                number_of[identity] = len(sources)
+            numbers[index] = number_of[identity]
+        return sources, numbers
+
+
+def _grounding_metadata(response: Any) -> Any:
+    candidate = (response.candidates or [None])[0]
+    return candidate.grounding_metadata if candidate else None
+
+
+def _text_parts(response: Any) -> dict[int, tuple[int, bytes]]:
+    """Where each text part starts in ``response.text`` (which joins the first
+    candidate's text parts, thoughts left out), and its UTF-8 bytes, by index."""
+    content = response.candidates[0].content if response.candidates else None
+    found: dict[int, tuple[int, bytes]] = {}
+    offset = 0
+    for index, part in enumerate((content.parts if content else None) or []):
+        if isinstance(part.text, str) and not part.thought:
+            found[index] = (offset, part.text.encode())
+            offset += len(part.text)
+    return found
+
+
+def _citations(response: Any, numbers: dict[int, int]) -> list[Citation]:
+    """The grounding supports as spans of ``response.text`` with source numbers.
+
+    A segment's offsets are UTF-8 bytes into one part of the answer: they become
+    characters, moved by where that part starts in the text. Chunk indices that
+    became no source (past top_k, no retrieved context) are dropped, and so is
+    a support left with none.
+    """
+    metadata = _grounding_metadata(response)
+    if metadata is None or not metadata.grounding_supports:
+        return []
+    parts = _text_parts(response)
+    citations = []
+    for support in metadata.grounding_supports:
+        segment = support.segment
+        part = parts.get(segment.part_index or 0) if segment else None
+        if part is None:
+            continue
+        base, encoded = part
+        # Proto3 JSON leaves zeros out: a missing start_index is 0.
+        start = base + _characters(encoded, segment.start_index or 0)
+        end = base + _characters(encoded, segment.end_index or 0)
+        cited = sorted(
+            {
+                numbers[index]
+                for index in support.grounding_chunk_indices or []
+                if index in numbers
+            }
+        )
+        if start < end and cited:
+            citations.append(Citation(start=start, end=end, sources=cited))
+    return citations
+
+
+def _characters(encoded: bytes, byte_offset: int) -> int:
+    """How many characters the first ``byte_offset`` bytes hold (a character cut
+    in the middle does not count)."""
+    return len(encoded[: max(byte_offset, 0)].decode("utf-8", errors="ignore"))
 
 
 # --- Remote inventory (manage.py fsck) ------------------------------------------

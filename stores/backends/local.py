@@ -18,10 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+import structlog
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
+from embeddings import EmbeddingError
+from stores import embedding
 from stores.backends.base import (
     Answer,
     SearchBackend,
@@ -30,17 +34,29 @@ from stores.backends.base import (
     document_uri,
 )
 from stores.backends.query import query_terms
+from stores.backends.vectors import StoreVectors, store_vectors
 from stores.extraction import headings
 from stores.models import Chunk, Document
 
 if TYPE_CHECKING:
     from stores.models import Store
 
+log = structlog.get_logger(__name__)
+
 MODEL_NAME = "local-fts"
 NO_MATCH_TEXT = (
     "No matching passages found. Try other words, or check that the store's "
     "documents have finished processing."
 )
+NOT_RELEVANT_TEXT = (
+    "Nothing in this store answers that question closely enough to quote. "
+    "Try other words, or another store."
+)
+
+# Fusion of the dense and lexical rankings (_fuse): the chunks taken from the
+# dense side, and the lexical side's weight (bench/quality dev questions).
+DENSE_CANDIDATES = 60
+LEXICAL_WEIGHT = 0.2
 
 # Chunks fetched per search: enough that the best chunk of top_k different
 # documents is usually among them, small enough to stay a few milliseconds.
@@ -76,7 +92,11 @@ class _Hit:
     text: str
     page: int | None
     section: str
-    score: float  # higher is better, whatever the vendor
+    score: float  # for ranking: higher is better, whatever the vendor
+    # How relevant the passage is on the documented 0-1 scale the floor uses:
+    # its cosine similarity to the question, or the share of the question's
+    # words it holds when it has no vector.
+    relevance: float = 0.0
 
 
 class LocalBackend(SearchBackend):
@@ -95,78 +115,161 @@ class LocalBackend(SearchBackend):
         """Nothing to do: deleting the chunks already unindexed them."""
 
     def search(self, store: Store, query: str, options: SearchOptions) -> Answer:
-        """Rank the store's ready chunks against the question; answer extractively.
+        """Rank the store's chunks against the question; answer extractively.
 
-        Any text is a valid question here: a query with no searchable words, or
-        with no matches, gets a plain "nothing found" answer rather than an error.
+        Dense and lexical rankings are fused where the store has vectors (see
+        _fuse); without vectors the ranking is lexical alone. Sources whose
+        relevance is below the floor are dropped; with none left the answer says
+        that nothing relevant was found. Any text is a valid question here.
         """
         terms = query_terms(query)
-        if not terms:
-            return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
+        keys = _term_keys(terms)
         top_k = max(1, options.top_k)
         limit = max(top_k * CANDIDATES_PER_SOURCE, MIN_CANDIDATES)
-        hits = _candidates(store, terms, limit, top_k)
+        lexical = _candidates(store, terms, limit, top_k) if terms else []
+        dense = _dense(store, query)
+        if dense is not None:
+            hits = _fuse(lexical, *dense, keys)
+        else:
+            hits = _weigh_coverage(lexical, keys)
+        floor = (
+            settings.SEARCH_MIN_SCORE
+            if options.min_score is None
+            else options.min_score
+        )
+        hits = [hit for hit in hits if hit.relevance >= floor]
         if not hits:
-            return Answer(text=NO_MATCH_TEXT, sources=[], model=MODEL_NAME)
+            text = NOT_RELEVANT_TEXT if lexical or dense else NO_MATCH_TEXT
+            return Answer(text=text, sources=[], model=MODEL_NAME, grounded=False)
 
-        keys = _term_keys(terms)
-        best = _best_documents(_weigh_coverage(hits, keys), top_k)
+        best = _best_documents(hits, top_k)
         sources = [
             Source(
                 title=hit.filename,
                 uri=document_uri(store.name, hit.document_id),
                 document_id=hit.document_id,
                 snippet=_snippet(hit.text, keys),
-                # Positive even when neither the terms nor the index say much.
-                score=max(round(score, 4), 0.0001),
+                score=round(hit.relevance, 4),
                 page=hit.page,
                 section=_section(hit, keys),
                 chunk_id=hit.chunk_id,
             )
-            for hit, score in best.values()
+            for hit, _score in best.values()
         ]
         numbers = {doc_id: n for n, doc_id in enumerate(best, start=1)}
         text = _compose_answer(hits, numbers, keys, settings.ANSWER_MAX_LENGTH)
         if not text:
-            # No whole sentence matched: quote the best passage instead.
+            # No whole sentence to quote: the best passage instead.
             room = settings.ANSWER_MAX_LENGTH - len(" [1]")
             text = _fit(sources[0].snippet, room) + " [1]"
         return Answer(text=text, sources=sources, model=MODEL_NAME)
 
 
+def _dense(store: Store, query: str) -> tuple[StoreVectors, np.ndarray] | None:
+    """The store's vectors and each embedded chunk's cosine similarity to the
+    question; None when dense retrieval is off or nothing has vectors yet."""
+    try:
+        found = embedding.embedder()
+        if found is None:
+            return None
+        index = store_vectors(store, found.name)
+        if not len(index.chunk_ids):
+            return None
+        return index, index.scores(found.embed_query(query))
+    except EmbeddingError as exc:  # a remote embedder that is down, say
+        log.warning("dense_search_skipped", store=store.name, error=str(exc))
+        return None
+
+
+def _fuse(
+    lexical: list[_Hit], index: StoreVectors, cosines: np.ndarray, keys: tuple[str, ...]
+) -> list[_Hit]:
+    """Dense and lexical candidates in one ranking, best first.
+
+    Min-max score fusion per chunk, the lexical side a light correction
+    (LEXICAL_WEIGHT): the dense side is what finds paraphrases, the lexical one
+    keeps exact names findable. A chunk without a vector yet (its document is
+    still being embedded) ranks by its lexical score alone, and its relevance
+    is the share of the question's words it holds.
+    """
+    count = min(DENSE_CANDIDATES, len(cosines))
+    top = np.argpartition(-cosines, count - 1)[:count]
+    dense_high, dense_low = float(cosines[top].max()), float(cosines[top].min())
+    spread = dense_high - dense_low or 1.0
+
+    weighed = _weigh_coverage(lexical, keys)
+    lexical_norm: dict[int, float] = {}
+    if weighed:
+        high, low = weighed[0].score, weighed[-1].score
+        for hit in weighed:
+            lexical_norm[hit.chunk_id] = (
+                (hit.score - low) / (high - low) if high > low else 1.0
+            )
+    by_id = {hit.chunk_id: hit for hit in weighed}
+    dense_ids = [int(i) for i in index.chunk_ids[top]]
+    wanted = [i for i in dense_ids if i not in by_id]
+    by_id.update({hit.chunk_id: hit for hit in _chunks(wanted)})
+
+    ids = list(by_id)
+    positions = index.positions(ids)
+    fused = []
+    for chunk_id, position in zip(ids, positions, strict=True):
+        hit = by_id[chunk_id]
+        lexical_part = lexical_norm.get(chunk_id, 0.0)
+        if position < 0:
+            fused.append(replace(hit, score=lexical_part))
+            continue
+        cosine = float(cosines[position])
+        dense_part = min(max((cosine - dense_low) / spread, 0.0), 1.0)
+        score = (1 - LEXICAL_WEIGHT) * dense_part + LEXICAL_WEIGHT * lexical_part
+        fused.append(replace(hit, score=score, relevance=max(cosine, 0.0)))
+    fused.sort(key=lambda hit: (-hit.score, hit.chunk_id))
+    return fused
+
+
+def _chunks(chunk_ids: list[int]) -> list[_Hit]:
+    """Chunks by id, as hits with no score yet."""
+    if not chunk_ids:
+        return []
+    rows = Chunk.objects.filter(pk__in=chunk_ids).values_list(
+        "pk", "document_id", "document__filename", "text", "page", "section"
+    )
+    return [_Hit(*row, score=0.0) for row in rows]
+
+
 def _weigh_coverage(hits: list[_Hit], keys: tuple[str, ...]) -> list[_Hit]:
-    """Scale each chunk's score by the share of the question's words it holds.
+    """Scale each chunk's score by the share of the question's words it holds,
+    which is also its relevance while it has no vector.
 
     A light correction: the old rule, all distinct words first and bm25 only
     among equals, lost 4 points of MRR@10 on the bench/quality dev questions;
     this one gains 1.5 (COVERAGE_WEIGHT 1 of 0, 0.5, 1 and 2 tried).
     """
-    weighed = [
-        replace(
-            hit,
-            score=hit.score
-            * (
-                1
-                + COVERAGE_WEIGHT
-                * len(_matched_keys(hit.text.lower(), keys))
-                / len(keys)
-            ),
+    weighed = []
+    for hit in hits:
+        share = len(_matched_keys(hit.text.lower(), keys)) / len(keys) if keys else 0
+        weighed.append(
+            replace(
+                hit, score=hit.score * (1 + COVERAGE_WEIGHT * share), relevance=share
+            )
         )
-        for hit in hits
-    ]
     return sorted(weighed, key=lambda hit: -hit.score)
 
 
 def _best_documents(hits: list[_Hit], top_k: int) -> dict[int, tuple[_Hit, float]]:
     """The top_k documents by the sum of their best DOCUMENT_CHUNKS chunk scores,
-    each with its best chunk: a document that answers in several passages beats
-    one lucky passage (bench/quality: +6 points hit@5 on the dev questions over
-    the best chunk alone)."""
+    each with its best chunk, whose relevance is the best of the document's: a
+    document that answers in several passages beats one lucky passage
+    (bench/quality: +6 points hit@5 on the dev questions over the best chunk
+    alone)."""
     per_document: dict[int, list[_Hit]] = {}
     for hit in hits:  # best first
         per_document.setdefault(hit.document_id, []).append(hit)
     scored = [
-        (chunks[0], sum(h.score for h in chunks[:DOCUMENT_CHUNKS]))
+        (
+            replace(chunks[0], relevance=max(h.relevance for h in chunks)),
+            sum(h.score for h in chunks[:DOCUMENT_CHUNKS]),
+        )
         for chunks in per_document.values()
     ]
     scored.sort(key=lambda item: (-item[1], item[0].chunk_id))
@@ -451,21 +554,38 @@ def _compose_answer(
     better than relevance order.
     """
     scored: list[tuple[float, int, int, _Hit, str]] = []
+    # A question answered in other words than its own (found by the dense
+    # side) matches no sentence: then the first sentence of the best passages,
+    # one document each first.
+    leads: list[tuple[float, int, int, _Hit, str]] = []
     seen: set[str] = set()
     chunks = [hit for hit in hits if hit.document_id in numbers][:ANSWER_CHUNKS]
     for rank, hit in enumerate(chunks):
         weight = 1.0 / (1.0 + RANK_DECAY * rank)
+        lead = True
         for position, raw in enumerate(split_sentences(hit.text)):
             sentence = " ".join(raw.split())
             if len(sentence) < SENTENCE_MIN_LENGTH or not _is_whole(sentence):
                 continue
-            matched = _matched_keys(sentence.lower(), keys)
             key = sentence.casefold()
-            if not matched or key in seen:
+            if key in seen:
+                continue
+            matched = _matched_keys(sentence.lower(), keys)
+            if lead:
+                leads.append((-rank, rank, position, hit, sentence))
+                lead = False
+            if not matched:
                 continue
             seen.add(key)
             scored.append((len(matched) * weight, rank, position, hit, sentence))
-    scored.sort(key=lambda item: (-item[0], item[1], item[2]))
+    if not scored:
+        first_of_document: dict[int, tuple] = {}
+        for item in leads:
+            first_of_document.setdefault(item[3].document_id, item)
+        scored = [*first_of_document.values(), *leads]
+        scored = list({id(item): item for item in scored}.values())
+    else:
+        scored.sort(key=lambda item: (-item[0], item[1], item[2]))
     chosen = scored[:ANSWER_SENTENCES]
     chosen.sort(
         key=lambda item: (numbers[item[3].document_id], item[3].chunk_id, item[2])

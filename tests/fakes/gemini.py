@@ -58,6 +58,12 @@ Grounding: documents are split into word windows (paragraphs, at most
 `maxTokensPerChunk` words, default 200) and ranked by case-insensitive word overlap
 with the question; the answer is built from the best chunks, so it is deterministic.
 Only documents whose upload operation is done (state STATE_ACTIVE) are searched.
+A PDF's text is read page by page (with pypdf), no chunk spans two pages, and its
+chunks carry `pageNumber` (from 1) in the retrieved context, as Gemini's do. The
+answer is one part per chunk, "From <title>: <chunk>", joined by spaces; each
+part has a `groundingSupports` entry whose `segment` offsets are UTF-8 bytes into
+the answer (`startIndex` left out when 0, as proto3 JSON does), so a non-ASCII
+answer has byte offsets that are not character offsets.
 
 The request log keeps no API key: an entry says `has_api_key`, never the value, and
 a `key=` query parameter is dropped from it.
@@ -69,6 +75,7 @@ import base64
 import collections
 import contextlib
 import hmac
+import io
 import json
 import re
 import secrets
@@ -314,6 +321,7 @@ class Document:
     data: bytes
     text: str
     chunks: list[str]
+    pages: list[int | None]  # each chunk's page (from 1), PDFs only
     state: str
     create_time: str
     update_time: str
@@ -329,6 +337,7 @@ class Document:
             "custom_metadata": json.loads(json.dumps(self.custom_metadata)),
             "text": self.text,
             "chunks": list(self.chunks),
+            "pages": list(self.pages),
             "state": self.state,
         }
 
@@ -522,6 +531,20 @@ def split_chunks(text: str, chunking_config: Any = None) -> list[str]:
     return chunks
 
 
+def split_pages(
+    text: str, mime_type: str, chunking_config: Any = None
+) -> list[tuple[int | None, str]]:
+    """Chunks with their page: a PDF's pages are the form-feed-separated parts
+    of its text (see default_extract_text), and no chunk spans two of them."""
+    if mime_type.split(";")[0].strip().lower() != "application/pdf":
+        return [(None, chunk) for chunk in split_chunks(text, chunking_config)]
+    return [
+        (number, chunk)
+        for number, page in enumerate(text.split("\f"), start=1)
+        for chunk in split_chunks(page, chunking_config)
+    ]
+
+
 def parse_metadata_filter(expression: str) -> Callable[[list[dict[str, Any]]], bool]:
     """A small subset of the AIP-160 filters File Search takes.
 
@@ -573,13 +596,26 @@ def _clause_holds(item: dict[str, Any] | None, op: str, value: Any) -> bool:
 
 
 def default_extract_text(data: bytes, mime_type: str) -> str:
-    """Text of text-like uploads; other bytes only if they are valid UTF-8."""
+    """Text of text-like uploads; a PDF's pages joined by form feeds; other
+    bytes only if they are valid UTF-8."""
     base = mime_type.split(";")[0].strip().lower()
     if base.startswith("text/") or base in TEXT_MIME_TYPES:
         return data.decode("utf-8", errors="replace")
+    if base == "application/pdf":
+        return _pdf_text(data)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
+        return ""
+
+
+def _pdf_text(data: bytes) -> str:
+    try:
+        from pypdf import PdfReader
+
+        reader = PdfReader(io.BytesIO(data))
+        return "\f".join(page.extract_text() or "" for page in reader.pages)
+    except Exception:  # pypdf missing, or not a PDF it can read: no text
         return ""
 
 
@@ -1058,6 +1094,7 @@ class GeminiFake:
     ) -> Document:
         now = _now()
         text = self.extract_text(data, mime_type)
+        pages = split_pages(text, mime_type, chunking_config)
         document = Document(
             name=_new_id(display_name, self._documents, f"{store}/documents/"),
             store=store,
@@ -1067,7 +1104,8 @@ class GeminiFake:
             custom_metadata=custom_metadata,
             data=data,
             text=text,
-            chunks=split_chunks(text, chunking_config),
+            chunks=[chunk for _, chunk in pages],
+            pages=[page for page, _ in pages],
             state="STATE_PENDING",
             create_time=now,
             update_time=now,
@@ -1405,7 +1443,7 @@ class GeminiFake:
             "metadata_filter": None,
             "results": [],
         }
-        hits: list[tuple[Document, str]] = []
+        hits: list[tuple[Document, int]] = []
         if file_search is not None:
             stores = _pick(
                 file_search, "fileSearchStoreNames", "file_search_store_names"
@@ -1455,7 +1493,8 @@ class GeminiFake:
         stores: list[str],
         top_k: int,
         accepts: Callable[[list[dict[str, Any]]], bool] | None,
-    ) -> list[tuple[Document, str]]:
+    ) -> list[tuple[Document, int]]:
+        """The best chunks, as (document, index of the chunk in it)."""
         all_terms = list(dict.fromkeys(_words(query)))
         terms = [t for t in all_terms if t not in STOP_WORDS] or all_terms
         scored = []
@@ -1465,27 +1504,28 @@ class GeminiFake:
                 continue
             if accepts is not None and not accepts(document.custom_metadata):
                 continue
-            for chunk in document.chunks:
+            for index, chunk in enumerate(document.chunks):
                 counts = collections.Counter(_words(chunk))
                 overlap = sum(1 for term in terms if counts[term])
                 if overlap:
                     frequency = sum(counts[term] for term in terms)
-                    scored.append((-overlap, -frequency, order, document, chunk))
+                    scored.append((-overlap, -frequency, order, document, index))
                 order += 1
         scored.sort(key=lambda hit: hit[:3])
-        return [(document, chunk) for *_, document, chunk in scored[:top_k]]
+        return [(document, index) for *_, document, index in scored[:top_k]]
 
     @staticmethod
     def _answer_body(
         model: str,
         query: str,
-        hits: list[tuple[Document, str]],
+        hits: list[tuple[Document, int]],
         max_tokens: int | None,
     ) -> dict[str, Any]:
         if hits:
             parts = [
-                f"From {document.display_name or document.name}: {chunk}"
-                for document, chunk in hits
+                f"From {document.display_name or document.name}: "
+                f"{document.chunks[index]}"
+                for document, index in hits
             ]
         else:
             parts = [f"No passage in the documents answers: {query}"]
@@ -1502,12 +1542,14 @@ class GeminiFake:
         }
         if hits:
             chunks = []
-            for document, chunk in hits:
+            for document, index in hits:
                 context: dict[str, Any] = {
                     "title": document.display_name or document.name.rsplit("/", 1)[1],
-                    "text": chunk,
+                    "text": document.chunks[index],
                     "fileSearchStore": document.store,
                 }
+                if document.pages[index] is not None:
+                    context["pageNumber"] = document.pages[index]
                 if document.custom_metadata:
                     context["customMetadata"] = json.loads(
                         json.dumps(document.custom_metadata)
@@ -1540,10 +1582,15 @@ def _supports(text: str, parts: list[str]) -> list[dict[str, Any]]:
         end = min(start + len(part.encode()), len(encoded))
         if start >= len(encoded):
             break
-        segment_text = encoded[start:end].decode(errors="ignore")
+        segment: dict[str, Any] = {
+            "endIndex": end,
+            "text": encoded[start:end].decode(errors="ignore"),
+        }
+        if start:
+            segment["startIndex"] = start  # proto3 JSON leaves zeros out
         supports.append(
             {
-                "segment": {"startIndex": start, "endIndex": end, "text": segment_text},
+                "segment": segment,
                 "groundingChunkIndices": [index],
                 "confidenceScores": [round(1 - index / (len(parts) + 1), 3)],
             }

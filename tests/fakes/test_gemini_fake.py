@@ -355,6 +355,61 @@ def test_search_top_k_and_metadata_filter(fake, client):
     assert caught.value.code == 400
 
 
+def test_grounding_supports_are_utf8_byte_offsets_into_the_answer(fake, client):
+    store = fake.add_store("accents")
+    fake.add_document(store, "Le café ouvre à huit heures.", display_name="Café")
+    fake.add_document(store, "Le café ferme à dix-huit heures.", display_name="Soir")
+
+    response = client.models.generate_content(
+        model="gemini-2.5-flash",
+        contents="café heures",
+        config=file_search(store),
+    )
+
+    text = response.text
+    assert text == (
+        "From Café: Le café ouvre à huit heures. "
+        "From Soir: Le café ferme à dix-huit heures."
+    )
+    first, second = response.candidates[0].grounding_metadata.grounding_supports
+    assert first.segment.start_index is None  # 0 is left out of proto3 JSON
+    assert (first.grounding_chunk_indices, second.grounding_chunk_indices) == (
+        [0],
+        [1],
+    )
+    encoded = text.encode()
+    second_at = text.index("From Soir")
+    assert second.segment.start_index == len(text[:second_at].encode()) != second_at
+    assert encoded[: first.segment.end_index].decode() == text[: second_at - 1]
+    start, end = second.segment.start_index, second.segment.end_index
+    assert encoded[start:end].decode() == "From Soir: Le café ferme à dix-huit heures."
+    assert second.segment.text == encoded[start:end].decode()
+    assert end == len(encoded) != len(text)
+
+
+def test_pdf_chunks_carry_their_page_number(fake, client):
+    from tests.factories import make_pdf
+
+    store = client.file_search_stores.create(config={"display_name": "pdfs"})
+    pdf = make_pdf(["Harbours and lighthouses.", "Lock keepers raise canal barges."])
+    operation = upload(
+        client, store.name, pdf, display_name="guide.pdf", mime_type="application/pdf"
+    )
+    wait_done(client, operation)
+    fake.add_document(store.name, "Barges on a plain text page.", display_name="t")
+
+    response = client.models.generate_content(
+        model="gemini-2.5-flash",
+        contents="canal barges",
+        config=file_search(store.name),
+    )
+
+    chunks = response.candidates[0].grounding_metadata.grounding_chunks
+    pages = {c.retrieved_context.title: c.retrieved_context.page_number for c in chunks}
+    assert pages == {"guide.pdf": 2, "t": None}
+    assert "Lock keepers" in chunks[0].retrieved_context.text
+
+
 def test_search_of_an_unknown_store(fake, client):
     with pytest.raises(errors.ClientError) as caught:
         client.models.generate_content(

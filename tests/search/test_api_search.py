@@ -11,6 +11,8 @@ RESPONSE_KEYS = {
     "status",
     "answer",
     "sources",
+    "citations",
+    "grounded",
     "model",
     "query",
     "store",

@@ -207,6 +207,26 @@ def test_search_page_shows_the_answer_and_source_links(admin_client, store):
     assert 'class="errornote"' not in content
 
 
+@UPLOADS
+def test_search_page_shows_the_page_and_section_of_each_source(admin_client, store):
+    pdf = make_pdf(["Harbours and lighthouses.", "Lock keepers raise canal barges."])
+    add_text(store, "guide.pdf", pdf)
+    add_text(store, "ops.md", b"# Operations\n\n## Canals\n\nBarges queue at locks.\n")
+
+    response = admin_client.get(
+        f"/admin/stores/store/{store.pk}/search/", {"q": "canal barges locks"}
+    )
+
+    where = {
+        source["title"]: (source["page"], source["section"])
+        for source in response.context["result"]["sources"]
+    }
+    assert where == {"guide.pdf": (2, None), "ops.md": (None, "Canals")}
+    content = response.content.decode()
+    assert '<td class="source-where">page 2</td>' in content
+    assert '<td class="source-where">Canals</td>' in content
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("query", ["", "   "])
 def test_search_page_with_an_empty_query_shows_the_error(admin_client, store, query):

@@ -15,7 +15,8 @@ class Command(BaseCommand):
         ownership.set_kind("command")
         done = maintenance.run()
         self.stdout.write(
-            f"Requeued {done['requeued']} document(s); marked "
+            f"Requeued {done['requeued']} document(s) and the vectors of "
+            f"{done['vectors_requeued']}; marked "
             f"{done['tasks_failed']} task(s) of dead workers failed; "
             f"forgot {done['workers_forgotten']} dead worker(s); removed "
             f"{done['temp_files_removed']} abandoned upload file(s)."
