@@ -41,7 +41,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev $(VENV)/.installed-model
 	$(BIN)/python bench/ingest_search.py
 
 # Embedding speed, load time, memory, int8/fp32 agreement, windowing (~5 min).
@@ -62,7 +62,7 @@ bench-soak: $(VENV)/.installed-dev
 	$(BIN)/python bench/soak.py
 
 # Fetches Sphinx's sdist from PyPI once (bench/quality/.corpus/); the dev split.
-bench-quality: $(VENV)/.installed-dev
+bench-quality: $(VENV)/.installed-dev $(VENV)/.installed-model
 	$(BIN)/python bench/quality/evaluate.py --split dev --per-kind
 
 clean:

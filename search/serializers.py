@@ -37,9 +37,10 @@ class SearchRequestSerializer(serializers.Serializer):
         min_value=0.0,
         max_value=1.0,
         help_text=(
-            "The relevance floor for this search (local stores): sources whose "
-            "score is lower are dropped, and with none left the answer says that "
-            f"nothing relevant was found. Default SEARCH_MIN_SCORE "
+            "The relevance floor for this search (local stores), on the scale of "
+            "the sources' `score` (0 to 1): when no source reaches it, the answer "
+            "says that nothing relevant was found, with no sources and "
+            "`grounded: false`. 0 turns it off. Default SEARCH_MIN_SCORE "
             f"({settings.SEARCH_MIN_SCORE})."
         ),
     )

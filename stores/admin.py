@@ -14,7 +14,7 @@ from django.utils.text import Truncator, capfirst
 
 from flamehaven.errors import ApiError
 from search.services import SearchParams, cache_clear, search
-from stores import services
+from stores import embedding, services
 from stores.models import Chunk, Document, Store, Worker
 from stores.uploads import raise_if_oversized
 
@@ -283,6 +283,7 @@ class DocumentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         "store",
         "status",
         "chunk_count",
+        "vectors",
         "size_bytes",
         "mime_type",
         "created_at",
@@ -303,6 +304,7 @@ class DocumentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         "chunk_count",
         "char_count",
         "page_count",
+        "vectors",
         "remote_name",
         "owner",
         "attempts",
@@ -310,6 +312,13 @@ class DocumentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+
+    def get_queryset(self, request):
+        return embedding.with_vector_model(super().get_queryset(request))
+
+    @admin.display(description="vectors")
+    def vectors(self, document: Document) -> str:
+        return embedding.vector_state(document) or "-"
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is not None:

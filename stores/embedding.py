@@ -25,6 +25,7 @@ import numpy as np
 import structlog
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 
 from embeddings import Embedder, EmbeddingError, embedder_from_settings
 from stores import ownership
@@ -98,17 +99,31 @@ def passage_text(title: str, section: str, text: str) -> str:
 def vector_state(document: Document) -> str | None:
     """ "ready", "pending" (being computed), "stale" (another model's), or None
     when the document gets no vectors (EMBEDDINGS=off, a Gemini store, or not
-    ready)."""
+    ready). Reads ``vector_model`` when the queryset has it (with_vector_model),
+    else the document's Embedding row."""
     if (
         not enabled()
         or document.store.backend != Store.Backend.LOCAL
         or document.status != Document.Status.READY
     ):
         return None
-    saved = getattr(document, "embedding", None)
+    if hasattr(document, "vector_model"):
+        saved = document.vector_model
+    else:
+        saved = (
+            Embedding.objects.filter(document_id=document.pk)
+            .values_list("model", flat=True)
+            .first()
+        )
     if saved is None:
         return "pending"
-    return "ready" if saved.model == model_name() else "stale"
+    return "ready" if saved == model_name() else "stale"
+
+
+def with_vector_model(queryset):
+    """Documents annotated with their vectors' model (None without vectors), so
+    vector_state needs no query per document."""
+    return queryset.annotate(vector_model=F("embedding__model"))
 
 
 def wanted(queryset=None, *, model: str | None = None):
@@ -284,9 +299,14 @@ def _save(batch: list[_Pending], windowed, found: Embedder, owner: str) -> int:
     return len(saved)
 
 
+def load_chunk_ids(embedding: Embedding) -> np.ndarray:
+    """An Embedding row's chunk ids, one per vector."""
+    return np.frombuffer(bytes(embedding.chunk_ids), dtype="<i8")
+
+
 def load(embedding: Embedding) -> tuple[np.ndarray, np.ndarray]:
     """An Embedding row's (chunk ids, float32 vectors)."""
-    chunk_ids = np.frombuffer(bytes(embedding.chunk_ids), dtype="<i8")
+    chunk_ids = load_chunk_ids(embedding)
     vectors = np.frombuffer(bytes(embedding.vectors), dtype="<f2").astype(np.float32)
     return chunk_ids, vectors.reshape(len(chunk_ids), embedding.dimensions)
 
@@ -326,16 +346,23 @@ def orphans() -> list[tuple[int, str]]:
 
 def requeue_orphans() -> list[int]:
     """Queue again the vectors nobody alive will compute; the ids queued."""
-    taken = []
-    for pk, owner in orphans():
-        new_owner = queue_owner()
-        with transaction.atomic():
-            if wanted(Document.objects.filter(pk=pk, vector_owner=owner)).update(
-                vector_owner=new_owner
-            ):
-                queue_for([pk])
-                taken.append(pk)
-    return taken
+    return [pk for pk, owner in orphans() if requeue(pk, owner=owner)]
+
+
+def requeue(document_id: int, *, owner: str | None = None) -> bool:
+    """Queue the document's vectors again (missing, or another model's) if it
+    still wants them and, given ``owner``, still names that owner."""
+    model = model_name()
+    if model is None:
+        return False
+    documents = Document.objects.filter(pk=document_id)
+    if owner is not None:
+        documents = documents.filter(vector_owner=owner)
+    with transaction.atomic():
+        if not wanted(documents, model=model).update(vector_owner=queue_owner()):
+            return False
+        queue_for([document_id])
+    return True
 
 
 # --- The thread of the immediate backend --------------------------------------------
@@ -384,6 +411,12 @@ def run_now(document_ids: list[int]) -> int:
     finally:
         with _lock:
             _held.difference_update(document_ids)
+
+
+def held() -> set[int]:
+    """The documents this process's embedding thread has yet to finish."""
+    with _lock:
+        return set(_held)
 
 
 def reset() -> None:

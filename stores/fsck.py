@@ -39,8 +39,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from flamehaven.errors import ApiError
-from stores import ownership, services, uploads
-from stores.models import Chunk, Document, Store
+from stores import embedding, ownership, services, uploads
+from stores.models import Chunk, Document, Embedding, Store
 
 log = structlog.get_logger(__name__)
 
@@ -805,6 +805,90 @@ def check_remote_stores(scope: Scope) -> list[Finding]:
     return findings
 
 
+# --- Vectors ------------------------------------------------------------------------
+
+
+def check_vectors(scope: Scope) -> list[Finding]:
+    """Ready documents of local stores whose vectors nobody alive will compute,
+    vectors of another model than the configured one, and vectors that describe
+    no current passage (of a document no longer ready, or of chunks it no longer
+    has).
+
+    Vectors are left alone with EMBEDDINGS=off: turned on again, they are used.
+    """
+    model = embedding.model_name()
+    if model is None:
+        raise Skipped("EMBEDDINGS=off")
+    findings = []
+    for pk, owner in embedding.orphans():
+        if scope.store is not None and not scope.documents().filter(pk=pk).exists():
+            continue
+        findings.append(
+            Finding(
+                "vectors_missing",
+                f"document {pk}",
+                f"document {pk} has no vectors and "
+                + (f"its owner {owner} is gone" if owner else "no task will make them"),
+                "queue its vectors",
+                partial(embedding.requeue, pk, owner=owner),
+            )
+        )
+    rows = Embedding.objects.select_related("document__store").order_by("pk")
+    if scope.store is not None:
+        rows = rows.filter(document__store=scope.store)
+    current: dict[int, set[int]] = defaultdict(set)
+    for document_id, chunk_id in Chunk.objects.filter(
+        document__in=rows.values("pk")
+    ).values_list("document_id", "pk"):
+        current[document_id].add(chunk_id)
+    for row in rows.defer("vectors"):
+        document = row.document
+        subject = f"document {document.pk}"
+        usable = (
+            document.status == Document.Status.READY
+            and document.store.backend == Store.Backend.LOCAL
+            and row.store_id == document.store_id
+        )
+        described = set(embedding.load_chunk_ids(row).tolist())
+        if not usable or described != current[document.pk]:
+            findings.append(
+                Finding(
+                    "vectors_orphaned",
+                    subject,
+                    f"the vectors of document {document.pk} {document.filename!r} "
+                    + (
+                        "describe other passages than it has"
+                        if usable
+                        else f"remain although it is {document.status}"
+                    ),
+                    "delete them" + (" and queue new ones" if usable else ""),
+                    partial(_drop_vectors, document.pk),
+                )
+            )
+        elif row.model != model:
+            findings.append(
+                Finding(
+                    "vectors_stale",
+                    subject,
+                    f"document {document.pk} {document.filename!r} has vectors of "
+                    f"{row.model!r}, not of the configured {model!r}",
+                    "queue new ones (or run manage.py embed)",
+                    partial(embedding.requeue, document.pk),
+                )
+            )
+    return findings
+
+
+def _drop_vectors(document_id: int) -> None:
+    with transaction.atomic():
+        document = Document.objects.select_for_update().filter(pk=document_id).first()
+        if document is None:
+            return
+        Embedding.objects.filter(document_id=document_id).delete()
+        services.store_bump_revision(store_id=document.store_id)
+    embedding.requeue(document_id)
+
+
 # In the order they run: each sees what the repairs before it left.
 CHECKS: list[tuple[str, Callable[[Scope], list[Finding]]]] = [
     ("ingestions", check_orphaned_ingestions),
@@ -813,6 +897,7 @@ CHECKS: list[tuple[str, Callable[[Scope], list[Finding]]]] = [
     ("stray files", check_stray_files),
     ("chunks", check_chunks),
     ("full-text index", check_fulltext),
+    ("vectors", check_vectors),
     ("remote documents", check_remote_documents),
     ("remote stores", check_remote_stores),
 ]

@@ -2,6 +2,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from stores import embedding
 from stores.models import STORE_NAME_PATTERN, Document, Store
 
 
@@ -55,6 +56,15 @@ class StoreSerializer(serializers.ModelSerializer):
 class DocumentSerializer(serializers.ModelSerializer):
     store = serializers.CharField(source="store.name", read_only=True)
     uri = serializers.SerializerMethodField()
+    vectors = serializers.SerializerMethodField(
+        help_text=(
+            "The passages' vectors for semantic search (local stores): ready, "
+            "pending (being computed; the document is found by its words "
+            "meanwhile), stale (made by another model than the configured one), "
+            "or null when it gets none (EMBEDDINGS=off, a Gemini store, or not "
+            "ready)."
+        )
+    )
 
     class Meta:
         model = Document
@@ -70,11 +80,18 @@ class DocumentSerializer(serializers.ModelSerializer):
             "chunk_count",
             "char_count",
             "page_count",
+            "vectors",
             "uri",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.ChoiceField(choices=["ready", "pending", "stale"], allow_null=True)
+    )
+    def get_vectors(self, document) -> str | None:
+        return embedding.vector_state(document)
 
     def get_uri(self, document) -> str:
         return reverse(

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from flamehaven import ratelimit
 from flamehaven.errors import StoreNotFound
-from stores import ownership, services
+from stores import embedding, ownership, services
 from stores.models import Document, Store
 from stores.serializers import (
     CompatUploadSerializer,
@@ -131,7 +131,9 @@ class DocumentViewSet(
         return self._store
 
     def get_queryset(self):
-        return Document.objects.filter(store=self.get_store()).select_related("store")
+        return embedding.with_vector_model(
+            Document.objects.filter(store=self.get_store()).select_related("store")
+        )
 
     def get_object(self):
         return services.document_get(store=self.get_store(), pk=self.kwargs["pk"])

@@ -316,16 +316,20 @@ def ask_variants(
 
     weights = [float(w) for w in (args.lexical_weights or "").split(",") if w]
     floors = [float(f) for f in (args.min_scores or "").split(",") if f]
-    if not weights and not floors:
+    fulls = [int(n) for n in (args.unknown_full_at or "").split(",") if n]
+    if not weights and not floors and not fulls:
         return {"service": ask_service(questions, paths, args.top_k)}
     outcomes = {}
-    default_weight = local.LEXICAL_WEIGHT
-    for weight in weights or [default_weight]:
+    defaults = local.LEXICAL_WEIGHT, local.UNKNOWN_WORDS_FULL_AT
+    for weight in weights or [defaults[0]]:
         local.LEXICAL_WEIGHT = weight
-        for floor in floors or [None]:
-            name = f"w{weight:g}" + ("" if floor is None else f"/f{floor:g}")
-            outcomes[name] = ask_service(questions, paths, args.top_k, floor)
-    local.LEXICAL_WEIGHT = default_weight
+        for full in fulls or [defaults[1]]:
+            local.UNKNOWN_WORDS_FULL_AT = full
+            for floor in floors or [None]:
+                name = f"w{weight:g}" + (f"/u{full}" if fulls else "")
+                name += "" if floor is None else f"/f{floor:g}"
+                outcomes[name] = ask_service(questions, paths, args.top_k, floor)
+    local.LEXICAL_WEIGHT, local.UNKNOWN_WORDS_FULL_AT = defaults
     return outcomes
 
 
@@ -397,14 +401,14 @@ def _pct(value: float | None) -> str:
 
 def print_table(rows: list[Figures], top_k: int) -> None:
     print(
-        f"{'system':<10}{'split':<6}{'kind':<13}{'ans':>4}{'un':>4}"
+        f"{'system':<16}{'split':<6}{'kind':<13}{'ans':>4}{'un':>4}"
         f"{'hit@1':>8}{'hit@5':>8}{'MRR@10':>8}{'ans∅':>8}{'un∅':>8}{'p50 ms':>8}"
     )
     for r in rows:
         mrr = "     -" if r.mrr_at_10 is None else f"{r.mrr_at_10:6.3f}"
         p50 = "     -" if r.p50_ms is None else f"{r.p50_ms:6.1f}"
         print(
-            f"{r.system:<10}{r.split:<6}{r.kind:<13}{r.answerable:>4}"
+            f"{r.system:<16}{r.split:<6}{r.kind:<13}{r.answerable:>4}"
             f"{r.unanswerable:>4}  {_pct(r.hit_at_1)}  {_pct(r.hit_at_5)}  {mrr}"
             f"  {_pct(r.answerable_without_sources)}"
             f"  {_pct(r.unanswerable_without_sources)}  {p50}"
@@ -436,6 +440,11 @@ def main() -> None:
     add(
         "--lexical-weights",
         help="comma-separated LEXICAL_WEIGHT values to try (default: the code's)",
+    )
+    add(
+        "--unknown-full-at",
+        help="comma-separated UNKNOWN_WORDS_FULL_AT values to try (passages; "
+        "default: the code's)",
     )
     add(
         "--min-scores",

@@ -93,7 +93,8 @@ def test_repeated_search_is_served_from_cache_until_the_store_changes(
 def test_top_k_bounds_sources(read_client, corpus, top_k):
     response = read_client.post(
         "/api/search",
-        {"query": "uploads bread tomatoes", "top_k": top_k},
+        # Each document holds one word of three: below the relevance floor.
+        {"query": "uploads bread tomatoes", "top_k": top_k, "min_score": 0},
         format="json",
     )
 
@@ -104,7 +105,9 @@ def test_top_k_is_capped_by_max_sources(read_client, corpus, settings):
     settings.MAX_SOURCES = 2
 
     response = read_client.post(
-        "/api/search", {"query": "uploads bread tomatoes", "top_k": 50}, format="json"
+        "/api/search",
+        {"query": "uploads bread tomatoes", "top_k": 50, "min_score": 0},
+        format="json",
     )
 
     assert len(response.json()["sources"]) == 2

@@ -534,3 +534,97 @@ def test_a_temporary_upload_file_of_a_dead_process_is_deleted(upload_temp_dir, s
     assert fsck("--fix")[0] == 0
     assert not left.exists()
     assert_clean()
+
+
+# --- Vectors -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def embedder(settings):
+    """An OpenAI-compatible embedding server (the HTTP fake) as the model."""
+    from tests.fakes.embeddings import EmbeddingsFake
+
+    with EmbeddingsFake() as fake:
+        settings.EMBEDDINGS = "openai"
+        settings.EMBEDDINGS_URL = fake.url
+        settings.EMBEDDINGS_MODEL = "fake-embed"
+        yield fake
+
+
+def wait_for_embedding_thread() -> None:
+    from stores import embedding
+
+    deadline = time.monotonic() + 30
+    while embedding.held():
+        assert time.monotonic() < deadline, "the embedding thread never finished"
+        time.sleep(0.05)
+
+
+def test_vectors_are_not_checked_with_embeddings_off(write_client, store):
+    add(write_client, "notes.txt", b"Lanterns are lit at dusk along the quay.")
+
+    code, report = fsck_json()
+
+    assert code == 0
+    assert report["skipped"]["vectors"] == "EMBEDDINGS=off"
+
+
+def test_missing_stale_and_orphaned_vectors_are_repaired(
+    embedder, settings, write_client, store
+):
+    from stores import embedding
+    from stores.models import Embedding
+
+    ready = add(write_client, "ready.txt", b"Lanterns are lit at dusk on the quay.")
+    wait_for_embedding_thread()
+    stale = add(write_client, "stale.txt", b"Ledgers are balanced every Friday.")
+    wait_for_embedding_thread()
+    missing = add(write_client, "missing.txt", b"The harbour tide turns at noon.")
+    wait_for_embedding_thread()
+    assert Embedding.objects.count() == 3
+    assert_clean()
+    # Vectors of another model; none at all, and no task will make them; vectors
+    # of chunks the document no longer has.
+    Embedding.objects.filter(document=stale).update(model="old-model")
+    Embedding.objects.filter(document=missing).delete()
+    Embedding.objects.filter(document=ready).update(
+        chunk_ids=(10**9).to_bytes(8, "little")
+    )
+
+    code, report = fsck_json()
+
+    assert code == 1
+    assert kinds(report) == ["vectors_missing", "vectors_orphaned", "vectors_stale"]
+    subjects = {problem["kind"]: problem["subject"] for problem in report["problems"]}
+    assert subjects == {
+        "vectors_missing": f"document {missing.pk}",
+        "vectors_orphaned": f"document {ready.pk}",
+        "vectors_stale": f"document {stale.pk}",
+    }
+
+    fsck("--fix")
+    wait_for_embedding_thread()
+
+    model = embedding.model_name()
+    assert sorted(Embedding.objects.values_list("document_id", "model")) == [
+        (ready.pk, model),
+        (stale.pk, model),
+        (missing.pk, model),
+    ]
+    assert_clean()
+
+
+def test_vectors_of_a_failed_document_are_deleted(embedder, write_client, store):
+    from stores.models import Embedding
+
+    document = add(write_client, "notes.txt", b"Lanterns are lit at dusk on the quay.")
+    wait_for_embedding_thread()
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED)
+
+    code, report = fsck_json()
+
+    assert kinds(report) == ["chunk_count", "vectors_orphaned"] or kinds(report) == [
+        "vectors_orphaned"
+    ]
+    fsck("--fix")
+    assert not Embedding.objects.filter(document=document).exists()
