@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.factories import make_text_pdf
+from tests.fakes.embeddings import EmbeddingsFake
 from tests.servers import (
     ALLOW_POSTGRES_RESTART,
     ManageProcess,
@@ -198,6 +199,58 @@ def test_a_db_worker_killed_mid_ingestion_is_replaced_and_the_work_done(
     assert recovered["chunk_count"] == recovered["real_chunks"] == clean["chunk_count"]
     assert recovered["attempts"] == 2
     assert sorted(state["tasks"]) == ["FAILED", "SUCCESSFUL", "SUCCESSFUL"]
+    fsck(env)
+
+
+def test_a_db_worker_killed_while_embedding_leaves_the_vectors_to_the_next(
+    service_env,
+):
+    """The embedding stage has an owner too: a worker killed inside the call to
+    the embedding server leaves a ready document whose vectors the next
+    worker's maintenance round queues again."""
+    with EmbeddingsFake() as embedder:
+        env = {
+            **service_env,
+            **FAST_LEASES,
+            "TASKS_BACKEND": "database",
+            "EMBEDDINGS": "openai",
+            "EMBEDDINGS_URL": embedder.url,
+            "EMBEDDINGS_MODEL": "fake-embed",
+        }
+        prepare_database(env)
+        key = create_api_key(env, "write")
+        worker_args = ("db_worker", "--no-startup-delay", "--interval", "0.1")
+        with ServerProcess(env) as server:
+            api = Api(server, key)
+            api.create_store("s")
+            embedder.delay(120)  # the first call to embed: the worker is held there
+            with ManageProcess(env, *worker_args) as first:
+                response = api.upload("s", {"notes.txt": b"Lanterns are lit at dusk."})
+                assert response.status_code == 202, response.text
+                wait_until(
+                    lambda: any(
+                        r["path"] == "/v1/embeddings" for r in embedder.requests
+                    ),
+                    timeout=60,
+                    what="the worker to call the embedding server",
+                    pause=0.05,
+                )
+                [document] = api.documents("s")
+                assert (document["status"], document["vectors"]) == ("ready", "pending")
+                first.kill(signal.SIGKILL)
+
+            with ManageProcess(env, *worker_args) as second:
+                wait_until(
+                    lambda: [d["vectors"] for d in api.documents("s")] == ["ready"],
+                    timeout=60,
+                    what="the new worker to compute the vectors",
+                    pause=0.2,
+                )
+                assert second.alive()
+    state = service_state(env)
+    # Ingestion, the embedding the killed worker lost, and the one re-queued.
+    assert sorted(state["tasks"]) == ["FAILED", "SUCCESSFUL", "SUCCESSFUL"]
+    assert len([r for r in embedder.requests if r["path"] == "/v1/embeddings"]) >= 2
     fsck(env)
 
 
