@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench bench-cache bench-observability bench-soak bench-quality bench-embeddings clean
+.PHONY: run test lint format bench bench-cache bench-observability bench-soak bench-quality bench-embeddings bench-vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-soak: $(VENV)/.installed-dev
 # Fetches Sphinx's sdist from PyPI once (bench/quality/.corpus/); the dev split.
 bench-quality: $(VENV)/.installed-dev $(VENV)/.installed-model
 	$(BIN)/python bench/quality/evaluate.py --split dev --per-kind
+
+# Hybrid search, embedding time and memory at 2,000 and 20,000 documents (~35 min).
+bench-vectors: $(VENV)/.installed-dev $(VENV)/.installed-model
+	$(BIN)/python bench/vectors_scale.py --database both --profile
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -11,12 +11,20 @@ is timed in a fresh child process, so its load time and memory are its own; the
 load reads the cached ONNX graph (built beforehand, and that build is timed too).
 Throughput is for full windows of real text (the project's Markdown and the long
 descriptions of the installed packages): `--windows` windows of ~254 tokens and
-twice as many of ~127, as medians of `--runs` runs after a warm-up; tokens count
-[CLS] and [SEP]. numpy runs a second time with OPENBLAS_CORETYPE changed (unset
-when it is set, set to `--coretype` when not), and prints the BLAS kernel it ran
-(threadpoolctl). onnxruntime does its own matrix products (MLAS): the variable
-does not reach it. The machine's load average is printed first: other processes
-on these 2 cores change every figure.
+twice as many of ~127, and the project's ~1,000-character chunks of that text cut
+into <=128-token windows (`embed_windows`, as ingestion does: chunks/s; onnx
+only), as medians of `--runs` runs after a warm-up; tokens count [CLS] and [SEP].
+Each is also given per CPU-second of the process (all its threads): that figure
+hardly moves when other processes share the cores, the wall-clock one does. numpy
+runs a second time with OPENBLAS_CORETYPE changed (unset when it is set, set to
+`--coretype` when not), and prints the BLAS kernel it ran (threadpoolctl).
+onnxruntime does its own matrix products (MLAS): the variable does not reach it.
+The machine's load average is printed first: other processes on these 2 cores
+change every figure. Cold load is the default embedder's constructor in a fresh
+process on an empty cache (unpack, build, quantize, open).
+
+A summary at the end gathers the default's (onnx-int8) figures: tokens/s,
+windows/s, chunks/s, load cold and warm, RSS, and its min cosine to fp32.
 
 Quality, in this process: how the project's 1,000-character chunks fit MiniLM's
 256-token window; paraphrase and unrelated pairs on each runtime; onnx fp32 and
@@ -127,24 +135,34 @@ def rss_mb() -> tuple[float, float]:
 def worker(args: argparse.Namespace) -> None:
     from threadpoolctl import threadpool_info
 
-    window_sets = json.loads(Path(args.windows_file).read_text())
+    payload = json.loads(Path(args.windows_file).read_text())
     rss_start, _ = rss_mb()
     started = time.perf_counter()
     embedder = builtin_embedder(args.cache, **SPEED_VARIANTS[args.worker])
     load = time.perf_counter() - started
     rss_loaded, _ = rss_mb()
     sizes = {}
-    for size, windows in window_sets.items():
+    for size, windows in payload["windows"].items():
         embedder.embed_passages(windows[:8])  # warm-up
-        times = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            embedder.embed_passages(windows)
-            times.append(time.perf_counter() - started)
+        times, cpu = timed(args.runs, embedder.embed_passages, windows)
         sizes[size] = {
             "windows": len(windows),
             "tokens": sum(embedder.token_count(w) for w in windows),
             "run_s": times,
+            "cpu_s": cpu,
+        }
+    # The project's ~1,000-character chunks, cut into windows as ingestion does
+    # (not with numpy: minutes per run, and it says nothing the windows do not).
+    chunks = payload["chunks"] if embedder.runtime == "onnx" else []
+    if chunks:
+        pieces = [w for c in chunks for w in embedder.windows(c)]
+        times, cpu = timed(args.runs, embedder.embed_windows, chunks)
+        sizes["chunks"] = {
+            "chunks": len(chunks),
+            "windows": len(pieces),
+            "tokens": sum(embedder.token_count(w) for w in pieces),
+            "run_s": times,
+            "cpu_s": cpu,
         }
     queries = [f"how do I configure the {w} setting?" for w in range(25)]
     query_times = []
@@ -176,6 +194,28 @@ def worker(args: argparse.Namespace) -> None:
     )
 
 
+def timed(runs: int, function, argument) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds (all threads of this process) of each run. CPU seconds
+    hardly move when other processes share the cores; wall seconds do."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        function(argument)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
+
+
+def cold_worker(args: argparse.Namespace) -> None:
+    """The default embedder's constructor on an empty cache: unpack the zip, build
+    and quantize the graph, open the session."""
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as cache:
+        started = time.perf_counter()
+        builtin_embedder(cache)
+        load = time.perf_counter() - started
+        print(json.dumps({"load_s": load, "rss_mb": rss_mb()[0]}))
+
+
 def run_worker(
     variant: str, args: argparse.Namespace, windows_file: Path, env: dict[str, str]
 ) -> dict:
@@ -200,22 +240,29 @@ def run_worker(
 
 
 def print_speed(label: str, result: dict) -> None:
-    cells = []
     for size, figures in result["sizes"].items():
         median = statistics.median(figures["run_s"])
-        cells.append(
-            f"{size}: {figures['tokens'] / median:>6,.0f} tok/s "
-            f"{figures['windows'] / median:>5.1f} win/s "
-            f"({'/'.join(f'{t:.1f}' for t in figures['run_s'])} s)"
+        chunks = (
+            f"{figures['chunks'] / median:>5.1f} chunks/s, "
+            if "chunks" in figures
+            else ""
         )
-    print(f"  {label:<34} {'   '.join(cells)}")
+        speed = figures["tokens"] / median
+        print(
+            f"  {label:<34} {size + ':':<19} {chunks}{speed:>6,.0f} tok/s, "
+            f"{figures['windows'] / median:>5.1f} win/s "
+            f"({'/'.join(f'{t:.2f}' for t in figures['run_s'])} s); "
+            f"{figures['tokens'] / statistics.median(figures['cpu_s']):>6,.0f} tok "
+            "per CPU-second"
+        )
+        label = ""
     print(
         f"  {'':<34} load {result['load_s']:.2f} s, query p50 "
         f"{result['query_ms_p50']:.1f} ms, RSS {result['rss_start_mb']:.0f} MB at "
         f"start, {result['rss_loaded_mb']:.0f} MB loaded, "
         f"{result['rss_peak_mb']:.0f} MB peak"
     )
-    if result["blas"]:
+    if result["blas"] and "numpy" in result["name"]:
         env = ", ".join(f"{k}={v}" for k, v in result["blas_env"].items() if v)
         print(f"  {'':<34} BLAS {'; '.join(result['blas'])}  [{env or 'no env'}]")
 
@@ -381,8 +428,9 @@ def quality(args: argparse.Namespace, chunks_by_corpus: dict[str, list[str]]) ->
     )
     base = reference.embed_passages(texts)
     for name in ("onnx-fp32", "onnx-int8"):
-        vectors = embedders[name].embed_passages(texts)
-        print(f"  {name:<11} {describe(cosine_rows(vectors, base))}")
+        cosines = cosine_rows(embedders[name].embed_passages(texts), base)
+        args.summary[f"{name} vs numpy-fp32"] = cosines
+        print(f"  {name:<11} {describe(cosines)}")
     # int8 scales activations per batch: a text's vector moves a little with its batch.
     int8 = embedders["onnx-int8"]
     alone = np.concatenate([int8.embed_passages([t]) for t in texts[:32]])
@@ -392,6 +440,41 @@ def quality(args: argparse.Namespace, chunks_by_corpus: dict[str, list[str]]) ->
     print("\nWindowing (onnx-int8): a chunk found by one of its sentences")
     all_chunks = [c for chunks in chunks_by_corpus.values() for c in chunks]
     windowing(all_chunks, args.cache)
+
+
+def summary(args: argparse.Namespace) -> None:
+    """The figures the default (onnx-int8) is held to, in one place."""
+    print("\nSummary, onnx-int8 (the default):")
+    result = args.summary.get("onnx-int8")
+    if result:
+        for size, figures in result["sizes"].items():
+            median = statistics.median(figures["run_s"])
+            chunks = (
+                f"{figures['chunks'] / median:.1f} chunks/s, "
+                if "chunks" in figures
+                else ""
+            )
+            cpu = statistics.median(figures["cpu_s"])
+            print(
+                f"  {size + ':':<19} {chunks}{figures['tokens'] / median:,.0f} tok/s, "
+                f"{figures['windows'] / median:.1f} windows/s "
+                f"({figures['tokens'] / cpu:,.0f} tok per CPU-second)"
+            )
+        print(
+            f"  load: warm {result['load_s']:.2f} s (graph cached), cold "
+            f"{args.summary['cold']['load_s']:.2f} s (empty cache); RSS "
+            f"{result['rss_loaded_mb']:.0f} MB loaded, {result['rss_end_mb']:.0f} MB "
+            f"after the runs, {result['rss_peak_mb']:.0f} MB peak"
+        )
+    else:
+        print(f"  cold load {args.summary['cold']['load_s']:.2f} s (empty cache)")
+    cosines = args.summary.get("onnx-int8 vs numpy-fp32")
+    if cosines is not None:
+        print(
+            f"  int8 vs fp32 cosine: min {cosines.min():.4f}, mean "
+            f"{cosines.mean():.4f} ({len(cosines)} windows of <=256 tokens)"
+        )
+    print(f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 # --- main -------------------------------------------------------------------------
@@ -415,10 +498,15 @@ def main() -> None:
         "--worker", choices=sorted(SPEED_VARIANTS), help=argparse.SUPPRESS
     )
     parser.add_argument("--windows-file", help=argparse.SUPPRESS)
+    parser.add_argument("--cold-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
+    if args.cold_worker:
+        cold_worker(args)
+        return
+    args.summary = {}
 
     with tempfile.TemporaryDirectory(prefix="bench-embeddings-") as scratch:
         args.data_dir = Path(scratch) / "data"  # Django's DATA_DIR, for the chunker
@@ -462,6 +550,18 @@ def run(args: argparse.Namespace) -> None:
         f"{builds['fp32']:.2f} s, int8 {builds['int8']:.2f} s (quantize included); "
         f"graph files {', '.join(f'{k} {v:.0f} MB' for k, v in sorted(sizes.items()))}"
     )
+    done = subprocess.run(
+        [sys.executable, __file__, "--cold-worker"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    args.summary["cold"] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"Cold load, a fresh process on an empty cache (unpack, build int8, open): "
+        f"{args.summary['cold']['load_s']:.2f} s"
+    )
 
     corpora = corpus_texts()
     chunks_by_corpus = {
@@ -472,12 +572,17 @@ def run(args: argparse.Namespace) -> None:
         chunk_fit(args.cache, chunks, name)
 
     if not args.skip_speed:
-        speed(args, corpora)
+        speed(args, corpora, chunks_by_corpus)
     if not args.skip_quality:
         quality(args, chunks_by_corpus)
+    summary(args)
 
 
-def speed(args: argparse.Namespace, corpora: dict[str, list[str]]) -> None:
+def speed(
+    args: argparse.Namespace,
+    corpora: dict[str, list[str]],
+    chunks_by_corpus: dict[str, list[str]],
+) -> None:
     env_now = {k: os.environ.get(k) for k in BLAS_VARIABLES}
     texts = [t for group in corpora.values() for t in group]
     window_sets = {}
@@ -486,19 +591,23 @@ def speed(args: argparse.Namespace, corpora: dict[str, list[str]]) -> None:
         window_sets[f"{size}-token windows"] = full_windows(
             embedder, texts, args.windows * 256 // size
         )
+    chunks = [c for group in chunks_by_corpus.values() for c in group]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(window_sets, f)
+        json.dump({"windows": window_sets, "chunks": chunks}, f)
         windows_file = Path(f.name)
     print(
-        f"\nThroughput: {args.windows} windows of ~254 tokens and "
-        f"{args.windows * 2} of ~127 (tokens include [CLS] and [SEP]); median "
-        f"of {args.runs} runs each; load = constructor with the graph cached; "
-        "RSS of each child process:"
+        f"\nThroughput: {args.windows} windows of ~254 tokens, "
+        f"{args.windows * 2} of ~127 (tokens include [CLS] and [SEP]), and the "
+        f"{len(chunks)} ~1,000-character chunks above (embed_windows: windows of "
+        f"<=128 tokens); median of {args.runs} runs each; load = constructor with "
+        "the graph cached; RSS of each child process:"
     )
     try:
         base_env = dict(os.environ)
         for variant in args.only or SPEED_VARIANTS:
-            print_speed(variant, run_worker(variant, args, windows_file, base_env))
+            result = run_worker(variant, args, windows_file, base_env)
+            args.summary[variant] = result
+            print_speed(variant, result)
             if variant == "numpy-fp32":
                 other = dict(base_env)
                 if any(env_now.values()):

@@ -7,6 +7,14 @@ fresh database with its own temporary MEDIA_ROOT and DATA_DIR.
     .venv/bin/python bench/ingest_search.py --database both
     .venv/bin/python bench/ingest_search.py --docs 20000 --database sqlite
     .venv/bin/python bench/ingest_search.py --database postgres --analyze
+    .venv/bin/python bench/ingest_search.py --embeddings builtin
+
+Lexical only by default (EMBEDDINGS=off in the child). ``--embeddings builtin``
+runs as a single process would in production: each ingested document's vectors
+are computed by the immediate backend's background thread, which then shares
+the CPU with ingestion and searches (vectors the thread has saved take part in
+the searches). The embedding stage and hybrid search at scale are measured by
+bench/vectors_scale.py.
 
 Settings load once per process, so each database runs in a child process of this
 script (``--child``); the parent creates and drops the databases and prints the table.
@@ -45,7 +53,11 @@ CHILD_ENV = {
     **dict(
         TASKS_BACKEND="immediate", REDIS_URL="", GEMINI_API_KEY="", GOOGLE_API_KEY=""
     ),
+    # Overridden by --embeddings; always set, so the dense stage is never implicit.
+    "EMBEDDINGS": "off",
 }
+# With --embeddings builtin: the int8 ONNX graph is built once and reused.
+MODEL_CACHE = "/tmp/flamehaven-bench-models"
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + ["th", "sh", "qu"]
 
 
@@ -217,6 +229,8 @@ def run_vendor(vendor: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, **CHILD_ENV, "DATA_DIR": str(tmp)}
     env["MEDIA_ROOT"] = str(tmp / "media")
     env["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    env["EMBEDDINGS"] = args.embeddings
+    env.setdefault("EMBEDDINGS_CACHE_DIR", MODEL_CACHE)
     if vendor == "postgres":
         import psycopg
 
@@ -255,6 +269,7 @@ def mark(value: float, limit: float | None, higher_is_better: bool = False) -> s
 def report(results: list[dict], args: argparse.Namespace) -> None:
     servers = ", ".join(f"{r['vendor']} {r['server']}" for r in results)
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {servers}")
+    print(f"EMBEDDINGS={args.embeddings}")
     print(
         f"{'vendor':<11}{'docs':>7}{'chunks':>8}{'docs/s':>14}"
         f"{'p50 ms':>14}{'p95 ms':>8}{'p99 ms':>14}{'max ms':>8}"
@@ -294,6 +309,12 @@ def main() -> None:
     add("--database", choices=["sqlite", "postgres", "both"], default="sqlite")
     add("--seed", type=int, default=1)
     add("--analyze", action="store_true", help="(VACUUM) ANALYZE after ingestion")
+    add(
+        "--embeddings",
+        choices=["off", "builtin"],
+        default="off",
+        help="EMBEDDINGS in the child (builtin: vectors by the background thread)",
+    )
     add("--profile", choices=["ingest", "search"], help="cProfile one phase")
     add("--profile-out", default="bench.prof", help="stats file prefix")
     add("--child", action="store_true", help=argparse.SUPPRESS)

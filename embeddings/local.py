@@ -10,6 +10,12 @@ A folder of the BERT family (all-MiniLM-L6-v2, bge-small, e5-small, ...) holds
 From safetensors, the network runs either as an ONNX graph built from the weights
 (`bert.build_onnx_graph`, int8 by default, cached on disk, see `prepare_onnx_graph`)
 or as a numpy forward pass. An ONNX export found in the folder is run as it is.
+
+Speed: int8 (weights int8, activations uint8: the U8S8 kernels onnxruntime runs
+with VNNI/AMX) is ~3x fp32 here. Each text runs alone on one core, two at a time
+on a 2-core machine; why each of those choices, with the figures that made it, is
+next to `_QUANTIZATION`, `session_options` and in `bert.py`'s docstring.
+`bench/embeddings.py` prints tokens/s, windows/s, chunks/s, load time and memory.
 """
 
 from __future__ import annotations
@@ -49,9 +55,19 @@ DEFAULT_BATCH_TOKENS = 512
 MAX_BATCH = 64
 _ONNX_FILES = ("onnx/model.onnx", "model.onnx")
 _PASSAGE_PROMPTS = ("passage", "document", "corpus")
-# int8: per-channel weight scales keep vectors within ~0.99 cosine of fp32; one
-# scale per tensor loses more (0.94 here), see bench/embeddings.py.
+# int8 options, chosen by measurement (int8, one core, 192 windows of 128 tokens,
+# tokens per CPU-second / min cosine to fp32; bench/embeddings.py and the report
+# of the change that set them):
+# - weight_type QInt8 (activations are uint8): onnxruntime's U8S8 kernels use
+#   VNNI/AMX here; QUInt8 weights (U8U8) run 2.9x slower (5,900 vs 17,200).
+# - per_channel: one weight scale per output column keeps min cosine 0.988; one
+#   per tensor is as fast but falls to 0.87.
+# - reduce_range off: 7-bit weights only help CPUs without VNNI; same speed
+#   here, min cosine 0.984.
+# - "Attention" quantized too (QAttention): the fp32 Attention with the other
+#   MatMuls quantized is 35% slower (11,200).
 _QUANTIZATION = {"per_channel": True, "reduce_range": False, "weight_type": "QInt8"}
+_QUANTIZED_OPS = ["MatMul", "Attention"]
 
 
 def default_cache_dir() -> Path:
@@ -73,8 +89,8 @@ class LocalFolderEmbedder(Embedder):
 
     `runtime="onnx"` (the default) runs an ONNX graph built from the safetensors
     weights, quantized to int8 unless `precision="fp32"`, and kept in `cache_dir`
-    (built once, in about 3 s; later loads read it). `runtime="numpy"` runs the
-    float32 forward pass in numpy. Both are safe to call from several threads.
+    (built once, in 2-5 s; later loads read it in ~0.3-0.5 s). `runtime="numpy"`
+    runs the float32 forward pass in numpy. Both are safe to call from several threads.
 
     With onnxruntime, `threads` (default: the cores this process may use) texts
     or batches run at once, each on one core. int8 runs one text at a time
@@ -157,14 +173,16 @@ class LocalFolderEmbedder(Embedder):
             )
         # int8 graphs quantize activations with one scale per run: texts run
         # together (and their padding) would change each other's vectors (cosine
-        # ~0.99). One text per run keeps a text's vector its own.
+        # ~0.99). One text per run keeps a text's vector its own, and costs
+        # nothing measurable: batches of 4 windows of 128 tokens ran at 17,800
+        # tokens per CPU-second, one at a time at 17,400.
         if max_batch is None:
             max_batch = 1 if self.precision == "int8" else MAX_BATCH
         self.max_batch = max(1, max_batch)
         # onnxruntime: each batch runs on one core, `threads` batches at a time:
         # on 2 cores, 1.9x one core (bench/embeddings.py), where one batch split
-        # over both cores gained ~1.6x idle and lost on a busy machine. numpy
-        # leaves threading to its BLAS.
+        # over both cores gained ~1.6x idle and lost on a busy machine (half the
+        # speed, see `session_options`). numpy leaves threading to its BLAS.
         self.threads = 1 if self.runtime == "numpy" else max(1, threads or _cores())
         self._workers: ThreadPoolExecutor | None = None  # made at first need
         self._workers_lock = threading.Lock()
@@ -419,19 +437,38 @@ class _NumpyEncoder:
         return self._model(ids, mask)
 
 
+def session_options() -> tuple[Any, list[str]]:
+    """onnxruntime's session options and the graph transformers to disable.
+
+    One thread per run: LocalFolderEmbedder runs batches side by side, which on
+    this 2-core machine, shared with other work, beat one run on two threads by
+    2x (int8, 128-token windows: 12,700 vs 6,100 tok/s; the second thread spins
+    while it waits for a core). ORT_ENABLE_ALL, EXTENDED and BASIC were within
+    noise of each other (18,400 / 17,200 / 17,400 tokens per CPU-second).
+    `bert.SLOW_FUSIONS` stay off for a folder's own ONNX export too: fused, its
+    layer norms would run the slow kernel as well.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options, list(bert.SLOW_FUSIONS)
+
+
 class _OnnxEncoder:
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # One thread per run: LocalFolderEmbedder runs batches side by side.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options, disabled = session_options()
         try:
             self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
+                str(path),
+                options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=disabled,
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph
             raise ModelFormatError(f"onnxruntime cannot load {path}: {exc}") from exc
@@ -545,7 +582,7 @@ def _build_graph(
                 quantize_dynamic(
                     fp32_path,
                     built,
-                    op_types_to_quantize=["MatMul", "Attention"],
+                    op_types_to_quantize=_QUANTIZED_OPS,
                     per_channel=_QUANTIZATION["per_channel"],
                     reduce_range=_QUANTIZATION["reduce_range"],
                     weight_type=QuantType[_QUANTIZATION["weight_type"]],

@@ -196,7 +196,7 @@ def _known_share(store: Store, counts: dict[str, int]) -> float:
 
 
 def _dense(store: Store, query: str) -> tuple[StoreVectors, np.ndarray] | None:
-    """The store's vectors and each embedded chunk's cosine similarity to the
+    """The store's vectors and each of their windows' cosine similarity to the
     question; None when dense retrieval is off or nothing has vectors yet."""
     try:
         found = embedding.embedder()
@@ -205,14 +205,14 @@ def _dense(store: Store, query: str) -> tuple[StoreVectors, np.ndarray] | None:
         index = store_vectors(store, found.name)
         if not len(index.chunk_ids):
             return None
-        return index, index.scores(found.embed_query(query))
+        return index, index.window_scores(found.embed_query(query))
     except EmbeddingError as exc:  # a remote embedder that is down, say
         log.warning("dense_search_skipped", store=store.name, error=str(exc))
         return None
 
 
 def _fuse(
-    lexical: list[_Hit], index: StoreVectors, cosines: np.ndarray, keys: tuple[str, ...]
+    lexical: list[_Hit], index: StoreVectors, scores: np.ndarray, keys: tuple[str, ...]
 ) -> list[_Hit]:
     """Dense and lexical candidates in one ranking, best first.
 
@@ -222,9 +222,8 @@ def _fuse(
     still being embedded) ranks by its lexical score alone, and its relevance
     is the share of the question's words it holds.
     """
-    count = min(DENSE_CANDIDATES, len(cosines))
-    top = np.argpartition(-cosines, count - 1)[:count]
-    dense_high, dense_low = float(cosines[top].max()), float(cosines[top].min())
+    top, top_cosines = index.best(scores, DENSE_CANDIDATES)
+    dense_high, dense_low = float(top_cosines.max()), float(top_cosines.min())
     spread = dense_high - dense_low or 1.0
 
     weighed = _weigh_coverage(lexical, keys)
@@ -240,16 +239,25 @@ def _fuse(
     wanted = [i for i in dense_ids if i not in by_id]
     by_id.update({hit.chunk_id: hit for hit in _chunks(wanted)})
 
-    ids = list(by_id)
-    positions = index.positions(ids)
+    # Cosines of the dense candidates, and of the lexical ones that have vectors.
+    cosines = dict(zip(dense_ids, top_cosines.tolist(), strict=True))
+    lexical_only = [i for i in by_id if i not in cosines]
+    positions = index.positions(lexical_only)
+    embedded = positions[positions >= 0]
+    cosines.update(
+        zip(
+            index.chunk_ids[embedded].tolist(),
+            index.chunk_scores(scores, embedded).tolist(),
+            strict=True,
+        )
+    )
     fused = []
-    for chunk_id, position in zip(ids, positions, strict=True):
-        hit = by_id[chunk_id]
+    for chunk_id, hit in by_id.items():
         lexical_part = lexical_norm.get(chunk_id, 0.0)
-        if position < 0:
+        cosine = cosines.get(chunk_id)
+        if cosine is None:  # no vector yet
             fused.append(replace(hit, score=lexical_part))
             continue
-        cosine = float(cosines[position])
         dense_part = min(max((cosine - dense_low) / spread, 0.0), 1.0)
         score = (1 - LEXICAL_WEIGHT) * dense_part + LEXICAL_WEIGHT * lexical_part
         fused.append(replace(hit, score=score, relevance=max(cosine, 0.0)))
