@@ -88,8 +88,12 @@ STEM_PREFIX = 5
 ELLIPSIS = "…"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Hit:
+    """A candidate passage of one search: made from its row, then scored in
+    place by the steps of that search (dataclasses.replace per step cost
+    1-1.5 ms a search)."""
+
     chunk_id: int
     document_id: int
     filename: str
@@ -256,42 +260,48 @@ def _fuse(
         lexical_part = lexical_norm.get(chunk_id, 0.0)
         cosine = cosines.get(chunk_id)
         if cosine is None:  # no vector yet
-            fused.append(replace(hit, score=lexical_part))
-            continue
-        dense_part = min(max((cosine - dense_low) / spread, 0.0), 1.0)
-        score = (1 - LEXICAL_WEIGHT) * dense_part + LEXICAL_WEIGHT * lexical_part
-        fused.append(replace(hit, score=score, relevance=max(cosine, 0.0)))
+            hit.score = lexical_part
+        else:
+            dense_part = min(max((cosine - dense_low) / spread, 0.0), 1.0)
+            hit.score = (
+                1 - LEXICAL_WEIGHT
+            ) * dense_part + LEXICAL_WEIGHT * lexical_part
+            hit.relevance = max(cosine, 0.0)
+        fused.append(hit)
     fused.sort(key=lambda hit: (-hit.score, hit.chunk_id))
     return fused
 
 
 def _chunks(chunk_ids: list[int]) -> list[_Hit]:
-    """Chunks by id, as hits with no score yet."""
+    """Chunks by id, as hits with no score yet. Plain SQL like _find_chunks:
+    the ORM's query building was a third of this call's 3.5 ms."""
     if not chunk_ids:
         return []
-    rows = Chunk.objects.filter(pk__in=chunk_ids).values_list(
-        "pk", "document_id", "document__filename", "text", "page", "section"
-    )
+    marks = ", ".join(["%s"] * len(chunk_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.id, c.document_id, d.filename, c.text, c.page, c.section "
+            "FROM stores_chunk c JOIN stores_document d ON d.id = c.document_id "
+            f"WHERE c.id IN ({marks})",
+            chunk_ids,
+        )
+        rows = cursor.fetchall()
     return [_Hit(*row, score=0.0) for row in rows]
 
 
 def _weigh_coverage(hits: list[_Hit], keys: tuple[str, ...]) -> list[_Hit]:
-    """Scale each chunk's score by the share of the question's words it holds,
-    which is also its relevance while it has no vector.
+    """Scale each chunk's score, in place, by the share of the question's words
+    it holds, which is also its relevance while it has no vector.
 
     A light correction: the old rule, all distinct words first and bm25 only
     among equals, lost 4 points of MRR@10 on the bench/quality dev questions;
     this one gains 1.5 (COVERAGE_WEIGHT 1 of 0, 0.5, 1 and 2 tried).
     """
-    weighed = []
     for hit in hits:
         share = len(_matched_keys(hit.text.lower(), keys)) / len(keys) if keys else 0
-        weighed.append(
-            replace(
-                hit, score=hit.score * (1 + COVERAGE_WEIGHT * share), relevance=share
-            )
-        )
-    return sorted(weighed, key=lambda hit: -hit.score)
+        hit.score *= 1 + COVERAGE_WEIGHT * share
+        hit.relevance = share
+    return sorted(hits, key=lambda hit: -hit.score)
 
 
 def _best_documents(hits: list[_Hit], top_k: int) -> dict[int, tuple[_Hit, float]]:
