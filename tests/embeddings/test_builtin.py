@@ -125,10 +125,10 @@ def test_windows_cover_a_long_text_in_even_pieces_that_fit(model_cache, size):
     assert all(p == p.strip() and p in text for p in pieces)
 
 
-def test_the_built_in_model_cuts_windows_of_its_256_token_input(int8):
-    assert (int8.window_tokens, int8.max_tokens) == (256, 256)
+def test_the_built_in_model_cuts_128_token_windows_of_its_256_token_input(int8):
+    assert (int8.window_tokens, int8.max_tokens) == (128, 256)
     assert len(int8.windows(PASSAGES[0] + " " + PASSAGES[1])) == 1  # ~90 tokens
-    assert len(int8.windows(LONG_TEXT)) == 2  # ~370 tokens
+    assert len(int8.windows(LONG_TEXT)) == 3  # ~370 tokens
 
 
 def test_windows_of_short_and_empty_texts(int8):
@@ -139,11 +139,11 @@ def test_windows_of_short_and_empty_texts(int8):
 
 def test_embed_windows_says_which_passage_each_vector_is_from(int8):
     result = int8.embed_windows(["one short passage", LONG_TEXT, "", "another"])
-    assert list(result.owners) == [0, 1, 1, 3]
-    assert result.vectors.shape == (4, 384)
-    assert result.windows[1:3] == tuple(int8.windows(LONG_TEXT))
+    assert list(result.owners) == [0, 1, 1, 1, 3]
+    assert result.vectors.shape == (5, 384)
+    assert result.windows[1:4] == tuple(int8.windows(LONG_TEXT))
     np.testing.assert_allclose(
-        result.vectors[1:3], int8.embed_passages(int8.windows(LONG_TEXT)), atol=1e-6
+        result.vectors[1:4], int8.embed_passages(int8.windows(LONG_TEXT)), atol=1e-6
     )
 
 
