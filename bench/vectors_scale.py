@@ -377,11 +377,11 @@ def run_search(args: argparse.Namespace) -> dict:
         micro: dict[str, list[float]] = defaultdict(list)
         for _ in range(20):
             t0 = time.perf_counter()
-            dots = index.window_scores(query)
+            dots = index.vectors @ query
             t1 = time.perf_counter()
-            np.maximum.reduceat(dots, index.starts)  # what best() avoids
+            np.maximum.reduceat(dots, index.starts)  # what nearest() avoids
             t2 = time.perf_counter()
-            index.best(dots, 60)
+            index.nearest(query, 60)
             t3 = time.perf_counter()
             found.embed_query(warmup[0])
             t4 = time.perf_counter()
@@ -465,8 +465,8 @@ def run_search(args: argparse.Namespace) -> dict:
             stages.wrap(local, name, label)
     if hybrid:
         stages.wrap(found, "embed_query", "embed_query")
-        stages.wrap(vectors.StoreVectors, "window_scores", "window_scores (matmul)")
-        stages.wrap(vectors.StoreVectors, "best", "best chunks (argpartition)")
+        stages.wrap(vectors.StoreVectors, "nearest", "nearest chunks (products)")
+        stages.wrap(vectors.StoreVectors, "cosines", "lexical candidates' cosines")
     totals = []
     for query in for_breakdown:
         start = time.perf_counter()
@@ -733,7 +733,7 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
                 f"rows, {s['vector_chunks']:,} chunks, {s['windows']:,} windows; "
                 f"median ms: embed_query {m['embed_query']:.1f}, matmul "
                 f"{m['matmul']:.1f} (1 BLAS thread {m['matmul_1_thread']:.1f}), "
-                f"reduceat {m['reduceat']:.1f}, best() {m['best']:.1f}"
+                f"reduceat {m['reduceat']:.1f}, nearest() {m['best']:.1f}"
             )
             parts = ", ".join(f"{k} {v:.2f}" for k, v in s["breakdown_ms"].items())
             print(f"  stages, mean ms per backend search ({BREAKDOWN}): {parts}")

@@ -200,8 +200,8 @@ def _known_share(store: Store, counts: dict[str, int]) -> float:
 
 
 def _dense(store: Store, query: str) -> tuple[StoreVectors, np.ndarray] | None:
-    """The store's vectors and each of their windows' cosine similarity to the
-    question; None when dense retrieval is off or nothing has vectors yet."""
+    """The store's vectors and the question's; None when dense retrieval is off
+    or nothing has vectors yet."""
     try:
         found = embedding.embedder()
         if found is None:
@@ -209,14 +209,14 @@ def _dense(store: Store, query: str) -> tuple[StoreVectors, np.ndarray] | None:
         index = store_vectors(store, found.name)
         if not len(index.chunk_ids):
             return None
-        return index, index.window_scores(found.embed_query(query))
+        return index, found.embed_query(query)
     except EmbeddingError as exc:  # a remote embedder that is down, say
         log.warning("dense_search_skipped", store=store.name, error=str(exc))
         return None
 
 
 def _fuse(
-    lexical: list[_Hit], index: StoreVectors, scores: np.ndarray, keys: tuple[str, ...]
+    lexical: list[_Hit], index: StoreVectors, query: np.ndarray, keys: tuple[str, ...]
 ) -> list[_Hit]:
     """Dense and lexical candidates in one ranking, best first.
 
@@ -226,7 +226,7 @@ def _fuse(
     still being embedded) ranks by its lexical score alone, and its relevance
     is the share of the question's words it holds.
     """
-    top, top_cosines = index.best(scores, DENSE_CANDIDATES)
+    top, top_cosines = index.nearest(query, DENSE_CANDIDATES)
     dense_high, dense_low = float(top_cosines.max()), float(top_cosines.min())
     spread = dense_high - dense_low or 1.0
 
@@ -251,7 +251,7 @@ def _fuse(
     cosines.update(
         zip(
             index.chunk_ids[embedded].tolist(),
-            index.chunk_scores(scores, embedded).tolist(),
+            index.cosines(query, embedded).tolist(),
             strict=True,
         )
     )

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 # A process keeps at most this many stores' matrices (least recently used out).
 MAX_STORES = 32
+# Above this many windows a search scores each chunk's mean window first (a
+# third of the rows), then the best PREFILTER_FACTOR x candidates exactly: the
+# full product over a 20,000-document store (468,547 windows) took 49 ms here.
+PREFILTER_WINDOWS = 100_000
+PREFILTER_FACTOR = 4
 # A matrix-vector product is memory-bound: OpenBLAS's second thread only adds
 # overhead (46,595 x 384 rows: 8.0 ms on two threads, 3.7 ms on one).
 _blas = ThreadpoolController()
@@ -46,13 +51,17 @@ class StoreVectors:
     starts: np.ndarray  # (chunks,) the first window row of each chunk
     by_id: np.ndarray  # (chunks,) positions in chunk_ids, in chunk id order
     max_windows: int  # the most windows a chunk has
+    # (chunks, dimensions): each chunk's mean window, as a unit row; big stores
+    # only (more than PREFILTER_WINDOWS windows), None below.
+    centroids: np.ndarray | None
     # document id -> (when its vectors were saved, first row, end row)
     documents: dict[int, tuple[datetime, int, int]] = field(repr=False)
 
     @property
     def nbytes(self) -> int:
         arrays = (self.vectors, self.window_chunks, self.chunk_ids, self.starts)
-        return sum(a.nbytes for a in arrays) + self.by_id.nbytes
+        extra = 0 if self.centroids is None else self.centroids.nbytes
+        return sum(a.nbytes for a in arrays) + self.by_id.nbytes + extra
 
     def positions(self, chunk_ids: list[int]) -> np.ndarray:
         """Where each chunk is in ``chunk_ids``, -1 if absent."""
@@ -63,21 +72,45 @@ class StoreVectors:
         at = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
         return np.where(ordered[at] == wanted, self.by_id[at], -1)
 
-    def window_scores(self, query: np.ndarray) -> np.ndarray:
-        """Each window's cosine similarity to the query (a unit vector)."""
-        with _blas.limit(limits=1, user_api="blas"):
-            return self.vectors @ query
+    def nearest(self, query: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` chunks most similar to the query (a unit vector), best
+        first: their positions and cosines (their best window's).
 
-    def best(self, scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``count`` chunks whose best window scores highest: their positions
-        and scores, without a maximum per chunk over every window.
+        A big store first scores each chunk's mean window (``centroids``), a
+        third of the rows, and then only the best PREFILTER_FACTOR x count
+        chunks on their windows.
+        """
+        if not len(self.chunk_ids) or count <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self.centroids is None:
+            return self._best(_product(self.vectors, query), count)
+        approximate = _product(self.centroids, query)
+        taken = min(len(approximate), count * PREFILTER_FACTOR)
+        candidates = np.argpartition(-approximate, taken - 1)[:taken]
+        exact = self.cosines(query, candidates)
+        order = np.argsort(-exact, kind="stable")[:count]
+        return candidates[order], exact[order]
+
+    def cosines(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The cosines of the chunks at ``positions`` (their best window's)."""
+        if not len(positions):
+            return np.zeros(0, np.float32)
+        ends = np.r_[self.starts[1:], len(self.vectors)]
+        lengths = ends[positions] - self.starts[positions]
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        rows = np.repeat(self.starts[positions] - offsets, lengths) + np.arange(
+            lengths.sum()
+        )
+        return np.maximum.reduceat(self.vectors[rows] @ query, offsets)
+
+    def _best(self, scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` chunks whose best window scores highest, without a
+        maximum per chunk over every window.
 
         A window that beats the best window of a chunk in the top ``count`` can
         only belong to one of the count - 1 chunks above it, so the best window
         of each top chunk is among the top (count - 1) x max_windows + 1.
         """
-        if not len(scores) or count <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         windows = min(len(scores), count * self.max_windows)
         top = np.argpartition(-scores, windows - 1)[:windows]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -85,13 +118,10 @@ class StoreVectors:
         rows = top[np.sort(first)][:count]  # each chunk's best window, best first
         return np.searchsorted(self.starts, rows, side="right") - 1, scores[rows]
 
-    def chunk_scores(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """The scores of the chunks at ``positions`` (their best window's)."""
-        ends = np.r_[self.starts[1:], len(scores)]
-        return np.array(
-            [scores[self.starts[p] : ends[p]].max() for p in positions],
-            dtype=np.float32,
-        )
+
+def _product(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    with _blas.limit(limits=1, user_api="blas"):
+        return matrix @ query
 
 
 _lock = threading.Lock()
@@ -178,6 +208,10 @@ def _load(store: Store, model: str, previous: StoreVectors | None) -> StoreVecto
     starts = np.flatnonzero(np.r_[True, window_chunks[1:] != window_chunks[:-1]])
     starts = starts[starts < total]  # none when there are no rows
     chunk_ids = window_chunks[starts]
+    centroids = None
+    if total > PREFILTER_WINDOWS:
+        centroids = np.add.reduceat(matrix, starts, axis=0)
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     return StoreVectors(
         revision=revision,
         model=model,
@@ -188,6 +222,7 @@ def _load(store: Store, model: str, previous: StoreVectors | None) -> StoreVecto
         by_id=np.argsort(chunk_ids, kind="stable"),
         max_windows=int(np.diff(np.r_[starts, total]).max()) if total else 0,
         documents=documents,
+        centroids=centroids,
     )
 
 

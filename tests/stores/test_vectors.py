@@ -19,9 +19,13 @@ def _fresh_cache():
     vectors.clear()
 
 
-def add_document(store: Store, rng, n: int, *, windows: list[int]) -> Document:
+def add_document(
+    store: Store, rng, n: int, *, windows: list[int], spread: float | None = None
+) -> Document:
     """A ready document whose chunks have the given numbers of windows, with
-    random unit vectors saved as the embedding stage saves them."""
+    random unit vectors saved as the embedding stage saves them. With
+    ``spread``, a chunk's windows scatter around one direction, as the windows
+    of one passage do; without, they are unrelated."""
     document = Document.objects.create(
         store=store,
         filename=f"doc-{n}.txt",
@@ -44,6 +48,9 @@ def add_document(store: Store, rng, n: int, *, windows: list[int]) -> Document:
         )
         chunk_ids += [chunk.pk] * count
     rows = rng.normal(size=(len(chunk_ids), DIMENSIONS)).astype(np.float32)
+    if spread is not None:
+        bases = rng.normal(size=(len(windows), DIMENSIONS))
+        rows = (np.repeat(bases, windows, axis=0) + spread * rows).astype(np.float32)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     Embedding.objects.create(
         document=document,
@@ -62,28 +69,54 @@ def brute_force(index, query):
     return {int(c): float(s) for c, s in zip(index.chunk_ids, per_chunk, strict=True)}
 
 
-def test_the_best_chunks_are_those_of_the_brute_force():
+def unit(rng) -> np.ndarray:
+    query = rng.normal(size=DIMENSIONS).astype(np.float32)
+    return query / np.linalg.norm(query)
+
+
+def test_the_nearest_chunks_are_those_of_the_brute_force():
     rng = np.random.default_rng(7)
     store = Store.objects.create(name="s")
     for n in range(30):
         add_document(store, rng, n, windows=list(rng.integers(1, 5, size=4)))
     store.refresh_from_db()
     index = vectors.store_vectors(store, MODEL)
-    query = rng.normal(size=DIMENSIONS).astype(np.float32)
-    query /= np.linalg.norm(query)
+    assert index.centroids is None  # a small store: every window is scored
+    query = unit(rng)
     expected = brute_force(index, query)
 
-    scores = index.window_scores(query)
-    positions, best = index.best(scores, 10)
+    positions, cosines = index.nearest(query, 10)
 
     ranked = sorted(expected, key=lambda c: -expected[c])[:10]
     assert index.chunk_ids[positions].tolist() == ranked
-    assert best.tolist() == pytest.approx([expected[c] for c in ranked])
+    assert cosines.tolist() == pytest.approx([expected[c] for c in ranked])
     some = index.positions(ranked[3:6] + [10**9])
     assert some[-1] == -1
-    assert index.chunk_scores(scores, some[:-1]).tolist() == pytest.approx(
+    assert index.cosines(query, some[:-1]).tolist() == pytest.approx(
         [expected[c] for c in ranked[3:6]]
     )
+
+
+def test_a_big_store_prefilters_by_each_chunks_mean_window(monkeypatch):
+    monkeypatch.setattr(vectors, "PREFILTER_WINDOWS", 0)
+    rng = np.random.default_rng(5)
+    store = Store.objects.create(name="s")
+    for n in range(40):
+        add_document(store, rng, n, windows=[1, 1, 2, 3], spread=0.3)
+    store.refresh_from_db()
+    index = vectors.store_vectors(store, MODEL)
+    assert index.centroids.shape == (len(index.chunk_ids), DIMENSIONS)
+    query = unit(rng)
+    expected = brute_force(index, query)
+
+    positions, cosines = index.nearest(query, 5)
+
+    # Passages' windows lie close together, so their means find the same best
+    # chunks, with their exact cosines.
+    found = index.chunk_ids[positions].tolist()
+    ranked = sorted(expected, key=lambda c: -expected[c])
+    assert found == ranked[:5]
+    assert cosines.tolist() == pytest.approx([expected[c] for c in found])
 
 
 def test_a_new_revision_reads_only_what_changed_and_matches_a_full_load(
@@ -121,4 +154,4 @@ def test_a_store_without_vectors_has_an_empty_index():
     index = vectors.store_vectors(store, MODEL)
 
     assert len(index.chunk_ids) == 0
-    assert index.best(index.window_scores(np.ones(1, np.float32)), 5)[0].size == 0
+    assert index.nearest(np.ones(1, np.float32), 5)[0].size == 0
