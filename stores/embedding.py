@@ -329,19 +329,10 @@ def orphans() -> list[tuple[int, str]]:
         if any(not owner for _, owner in found)
         else set()
     )
-    alive = ownership.live_workers()
-    me = ownership.current()
     with _lock:
         held = set(_held)
-
-    def orphaned(pk: int, owner: str) -> bool:
-        if not owner:
-            return pk not in queued
-        if owner == me:
-            return pk not in held
-        return owner not in alive
-
-    return [(pk, owner) for pk, owner in found if orphaned(pk, owner)]
+    gone = ownership.abandoned(found, queued=queued, held=held)
+    return [(pk, owner) for pk, owner in found if pk in gone]
 
 
 def requeue_orphans() -> list[int]:

@@ -180,10 +180,21 @@ def orphans(document_ids: list[int] | None = None) -> list[Orphan]:
     if not found:
         return []
     queued = queued_document_ids() if any(not row[2] for row in found) else set()
-    alive = live_workers()
-    me = current()
     with _lock:
         held = set(_held)
+    gone = abandoned([(row[0], row[2]) for row in found], queued=queued, held=held)
+    return [Orphan(*row) for row in found if row[0] in gone]
+
+
+def abandoned(
+    rows: list[tuple[int, str]], *, queued: set[int], held: set[int]
+) -> set[int]:
+    """Of these (document id, owner) rows, read before the owners, the ids whose
+    work nobody alive will do: queued ("" owner) but in no waiting or running
+    task, this process's but not held by it, or another process's that is gone.
+    """
+    alive = live_workers()
+    me = current()
 
     def orphaned(pk: int, owner: str) -> bool:
         if not owner:
@@ -192,7 +203,7 @@ def orphans(document_ids: list[int] | None = None) -> list[Orphan]:
             return pk not in held
         return owner not in alive
 
-    return [Orphan(*row) for row in found if orphaned(row[0], row[2])]
+    return {pk for pk, owner in rows if orphaned(pk, owner)}
 
 
 def _ingest_tasks(task=None):
