@@ -35,8 +35,9 @@ log = structlog.get_logger(__name__)
 
 _lock = threading.Lock()
 _loaded: dict[tuple, Embedder | None] = {}
-# Documents whose vectors this process has queued in its thread or is computing
-# (immediate backend): one this process owns but does not hold was dropped.
+# Documents whose vectors this process has queued in its thread (immediate
+# backend) or is computing (any backend): one this process owns but does not
+# hold was dropped.
 _held: set[int] = set()
 
 
@@ -186,20 +187,28 @@ def embed(document_ids: Iterable[int], *, owner: str, progress=None) -> int:
     ids = list(document_ids)
     if found is None or not ids:
         return 0
-    queued = Document.objects.filter(pk__in=ids, vector_owner__in=["", owner])
-    claimed = list(wanted(queued, model=found.name).values_list("pk", flat=True))
-    if not claimed:
-        return 0
-    Document.objects.filter(pk__in=claimed).update(vector_owner=owner)
-    done = 0
-    size = max(1, settings.EMBEDDINGS_BATCH_DOCUMENTS)
-    for start in range(0, len(claimed), size):
-        batch = _read(claimed[start : start + size])
-        vectors = found.embed_windows([t for item in batch for t in item.texts])
-        done += _save(batch, vectors, found, owner)
-        if progress is not None:
-            progress(len(batch))
-    return done
+    # Held while this runs, so that this process's own maintenance round (a
+    # db_worker runs one in a thread) does not take them for abandoned.
+    with _lock:
+        _held.update(ids)
+    try:
+        queued = Document.objects.filter(pk__in=ids, vector_owner__in=["", owner])
+        claimed = list(wanted(queued, model=found.name).values_list("pk", flat=True))
+        if not claimed:
+            return 0
+        Document.objects.filter(pk__in=claimed).update(vector_owner=owner)
+        done = 0
+        size = max(1, settings.EMBEDDINGS_BATCH_DOCUMENTS)
+        for start in range(0, len(claimed), size):
+            batch = _read(claimed[start : start + size])
+            vectors = found.embed_windows([t for item in batch for t in item.texts])
+            done += _save(batch, vectors, found, owner)
+            if progress is not None:
+                progress(len(batch))
+        return done
+    finally:
+        with _lock:
+            _held.difference_update(ids)
 
 
 def embed_everything(*, store: Store | None = None, progress=None) -> int:

@@ -628,3 +628,37 @@ def test_vectors_of_a_failed_document_are_deleted(embedder, write_client, store)
     ]
     fsck("--fix")
     assert not Embedding.objects.filter(document=document).exists()
+
+
+def test_documents_being_embedded_by_this_process_are_not_orphans(
+    embedder, settings, write_client, store
+):
+    """A db_worker's maintenance thread runs beside its tasks: while a task
+    embeds, its documents are this process's and held, not abandoned."""
+    import threading
+
+    from stores import embedding, ownership
+    from stores.models import Embedding
+
+    settings.EMBEDDINGS = "off"  # ingested without queueing its vectors
+    document = add(write_client, "notes.txt", b"Lanterns are lit at dusk on the quay.")
+    settings.EMBEDDINGS = "openai"
+    assert [pk for pk, _ in embedding.orphans()] == [document.pk]
+    embedder.delay(2)
+    worker = threading.Thread(
+        target=embedding.embed,
+        args=([document.pk],),
+        kwargs={"owner": ownership.register()},
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not embedder.requests:
+            assert time.monotonic() < deadline, "the embedding server was never asked"
+            time.sleep(0.02)
+        assert Document.objects.get(pk=document.pk).vector_owner == ownership.current()
+        assert embedding.orphans() == []
+    finally:
+        worker.join()
+    assert Embedding.objects.filter(document=document).exists()
+    assert embedding.orphans() == []
