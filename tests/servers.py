@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -153,12 +153,15 @@ class ServerProcess:
         *,
         port: int | None = None,
         runserver: bool = False,
+        gunicorn_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         stop_timeout: float = 5.0,
     ) -> None:
         self.env = dict(env or {})
         self.port = port or free_port()
         self.runserver = runserver
+        # Command-line options win over deploy/gunicorn.conf.py's.
+        self.gunicorn_args = list(gunicorn_args)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.base_url = f"http://{HOST}:{self.port}"
@@ -171,7 +174,7 @@ class ServerProcess:
             return [PYTHON, "manage.py", "runserver", "--noreload", self._address()]
         gunicorn = BIN / "gunicorn"
         program = [str(gunicorn)] if gunicorn.exists() else [PYTHON, "-m", "gunicorn"]
-        return [*program, "-c", "deploy/gunicorn.conf.py"]
+        return [*program, "-c", "deploy/gunicorn.conf.py", *self.gunicorn_args]
 
     def _address(self) -> str:
         return f"{HOST}:{self.port}"
