@@ -6,8 +6,8 @@ gunicorn) on a fresh SQLite database, and measures, in one run:
 
 - in one process, ``GET /bench/floor`` (a plain Django view) through Django's
   ``WSGIHandler`` called directly, with the service's middleware and without the
-  observability part of it (``bench/settings_bare.py``: django-prometheus's pair,
-  MetricsMiddleware, AccessLogMiddleware and RequestIdMiddleware, whose request
+  observability part of it (``bench/settings_bare.py``: MetricsMiddleware,
+  AccessLogMiddleware and RequestIdMiddleware, whose request
   id exists for the log lines). The two take turns, round after round; the
   cost is the difference of their per-request means, each the median over the
   rounds (target <= 0.3 ms);
@@ -70,10 +70,6 @@ PROFILE_REQUESTS = 5000
 FLOOR = "/bench/floor"
 # For --breakdown: each part is measured as the full stack less that part.
 PARTS = {
-    "django-prometheus pair": (
-        "django_prometheus.middleware.PrometheusBeforeMiddleware",
-        "django_prometheus.middleware.PrometheusAfterMiddleware",
-    ),
     "MetricsMiddleware": ("monitoring.middleware.MetricsMiddleware",),
     "AccessLogMiddleware": ("flamehaven.middleware.AccessLogMiddleware",),
     "RequestIdMiddleware": ("flamehaven.middleware.RequestIdMiddleware",),
@@ -276,8 +272,8 @@ def print_in_process(args: argparse.Namespace, variants: list[Variant]) -> None:
         f"{'PASS' if cost <= TARGET_COST_MS else 'MISS'})"
     )
     print(
-        "  without = less django-prometheus's pair, MetricsMiddleware, "
-        "AccessLogMiddleware and RequestIdMiddleware (counted as logging)"
+        "  without = less MetricsMiddleware, AccessLogMiddleware and "
+        "RequestIdMiddleware (counted as logging)"
     )
     for v in parts:
         part = v.label.removeprefix("less ")

@@ -7,8 +7,6 @@ from bench.settings import *  # noqa: F403
 from bench.settings import MIDDLEWARE
 
 OBSERVABILITY_MIDDLEWARE = (
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
     "monitoring.middleware.MetricsMiddleware",
     "flamehaven.middleware.AccessLogMiddleware",
     "flamehaven.middleware.RequestIdMiddleware",

@@ -3,7 +3,7 @@
 With a per-process cache (locmem), a revision bump in one process never reaches
 another process's cached store rows (django-cachalot) or search answers: it goes
 on answering from stale cache; and each process keeps its own rate-limit counts
-(this check stands in for django-ratelimit's, which is silenced in settings). That
+(flamehaven.ratelimit keeps them in the process without Redis). That
 happens under gunicorn with several workers, and with a database task worker
 beside the web process.
 """

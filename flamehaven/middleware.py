@@ -13,6 +13,7 @@ from flamehaven.chunked import is_chunked_without_length
 from flamehaven.client_ip import client_ip
 from flamehaven.errors import bad_path, length_required, method_not_allowed
 from flamehaven.request_id import accept_or_new, reset_request_id, set_request_id
+from monitoring.routes import route_name
 
 access_log = structlog.get_logger("flamehaven.access")
 
@@ -74,11 +75,10 @@ class AccessLogMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        match = getattr(request, "resolver_match", None)
         access_log.info(
             "request",
             method=request.method,
-            route=match.url_name if match and match.url_name else None,
+            route=route_name(request),
             path=request.path,
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),

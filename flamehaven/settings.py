@@ -59,7 +59,6 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_prometheus",
     "cachalot",
-    "django_ratelimit",
     "axes",
     "csp",
     "flamehaven.apps.FlamehavenConfig",
@@ -73,7 +72,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "flamehaven.middleware.RequestIdMiddleware",
     "monitoring.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -93,7 +91,6 @@ MIDDLEWARE = [
     "flamehaven.middleware.ControlCharacterPathMiddleware",
     "flamehaven.middleware.MethodNotAllowedMiddleware",
     "flamehaven.middleware.LengthRequiredMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it swaps a locked-out login's answer for the
     # lockout page, which every middleware above then logs and counts.
     "axes.middleware.AxesMiddleware",
@@ -190,8 +187,9 @@ if REDIS_URL:
         },
     }
     CACHES = {
-        # django-cachalot and django-ratelimit read and write this alias and do
-        # not catch cache errors: django-redis turns them into misses.
+        # django-cachalot reads and writes this alias and does not catch cache
+        # errors: django-redis turns them into misses. The rate limits count in
+        # its Redis too (flamehaven.ratelimit).
         # django-prometheus's subclass counts its gets (django_cache_*); the
         # search alias counts its own hits and misses (cache_*{cache="search"}).
         "default": {
@@ -227,12 +225,8 @@ CACHALOT_CACHE = "default"
 CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset(_PROMETHEUS_ENGINES.values())
 # cachalot.W001 matches backend paths, not classes: django-prometheus's cache
 # backends are subclasses of the locmem and django-redis backends it supports.
-# django_ratelimit.W001 likewise matches paths: with Redis the backend is
-# django-redis's (supported); locmem is right for the single-process embedded
-# default, and several processes on it get flamehaven.W001, which says that
-# rate limits would then be counted per process.
 # security.W021 (HSTS preload off): see SECURE_HSTS_PRELOAD.
-SILENCED_SYSTEM_CHECKS = ["cachalot.W001", "django_ratelimit.W001", "security.W021"]
+SILENCED_SYSTEM_CHECKS = ["cachalot.W001", "security.W021"]
 CACHALOT_TIMEOUT = 300
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
     {"stores_store", "accounts_apikey", "auth_user"}
@@ -346,10 +340,10 @@ AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 # accounts.lockout logs failures and lockouts; no start-up banner in every command.
 AXES_VERBOSE = False
 
-# --- Rate limits (django-ratelimit, flamehaven.ratelimit) -------------------------
-# Per API key, else per client address; counted in the default cache (shared with
-# Redis). Benchmarks and tests that need volume raise these, they do not switch
-# the limiter off. /health is never limited.
+# --- Rate limits (flamehaven.ratelimit) -------------------------------------------
+# Per API key, else per client address; counted in Redis when there is one (shared
+# by every worker), else in the process. Benchmarks and tests that need volume
+# raise these, they do not switch the limiter off. /health is never limited.
 # Requests allowed per group (flamehaven.ratelimit says what each group covers).
 RATE_LIMITS = {
     "upload-single": env.str("RATE_LIMIT_UPLOAD_SINGLE", default="10/m"),
@@ -364,11 +358,9 @@ for _group, _rate in RATE_LIMITS.items():
         raise ImproperlyConfigured(
             f"The {_group} rate limit {_rate!r}: write count/period, e.g. 10/m."
         )
+# Redis unreachable: requests are served (and counted in
+# rate_limit_unchecked_total) rather than refused.
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
-RATELIMIT_USE_CACHE = "default"
-# Redis unreachable: serve (and count rate_limit_unchecked_total) rather than
-# refuse everyone.
-RATELIMIT_FAIL_OPEN = True
 # django-csp. Scripts only from our own files: no inline script anywhere (the
 # split Swagger view, the overridden Redoc template). Inline styles stay allowed:
 # Swagger UI and Redoc set them from their scripts. Redoc's search runs in a

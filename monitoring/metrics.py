@@ -12,9 +12,6 @@ Rate limits are counted in ``flamehaven.ratelimit``; the scrape-time gauges
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# Unmatched paths (404 before any route) share one label value.
-UNMATCHED = "unmatched"
-
 HTTP_REQUESTS = Counter(
     "http_requests_total",
     "HTTP requests answered, by method, route name and status code.",

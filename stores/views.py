@@ -120,10 +120,9 @@ class DocumentViewSet(
     parser_classes = [MultiPartParser, FormParser]
     error_statuses = {"POST": (*_UPLOAD_ERRORS, 409)}  # 409: DOCUMENT_BUSY
 
-    @property
-    def rate_limit_group(self) -> str | None:
+    def get_throttles(self):
         # An upload is counted once its files say which upload group it is.
-        return ratelimit.DEFERRED if self.action == "create" else None
+        return [] if self.action == "create" else super().get_throttles()
 
     def get_store(self) -> Store:
         if not hasattr(self, "_store"):
@@ -192,7 +191,7 @@ class UploadSingleView(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
     error_statuses = {"POST": _UPLOAD_ERRORS}
-    rate_limit_group = ratelimit.DEFERRED
+    throttle_classes = []  # counted once its files are parsed (_uploaded_files)
     many = False
 
     @extend_schema(

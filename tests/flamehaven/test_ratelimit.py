@@ -1,7 +1,7 @@
 """Rate limits: the exact boundary, whose bucket a request is in, and what a 429 says.
 
 Rates are set per test through ``settings.RATE_LIMITS`` with an hour's period, so
-a test never straddles two windows (django-ratelimit counts in fixed windows).
+a test never straddles two windows (the limiter counts in fixed windows).
 """
 
 import re
