@@ -484,6 +484,11 @@ def measure(
         f"service took_ms {answer['took_ms']}"
     )
 
+    if not args.no_redis:
+        per_hit = redis_commands_per_hit(api, args.redis_url)
+        listed = ", ".join(f"{name} {n:g}" for name, n in per_hit.items())
+        print(f"Redis commands per cache hit: {sum(per_hit.values()):g} ({listed})")
+
     auth = {"Authorization": f"Api-Key {key}"}
     runs = [
         (
@@ -536,6 +541,31 @@ def measure(
     if search(api)["cached"] is not True:
         sys.exit("the search after the runs was not a cache hit")
     return health, results
+
+
+def redis_commands_per_hit(api: Api, url: str, hits: int = 100) -> dict[str, float]:
+    """The commands Redis ran per cache hit, from INFO commandstats around
+    ``hits`` searches (the server is otherwise idle here)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+
+    before = calls()
+    for _ in range(hits):
+        if search(api)["cached"] is not True:
+            sys.exit("a search while counting Redis commands was not a cache hit")
+    after = calls()
+    # INFO itself is the one command of ours between the two readings.
+    after["info"] = after.get("info", 0) - 1
+    return {
+        name: (count - before.get(name, 0)) / hits
+        for name, count in sorted(after.items())
+        if count > before.get(name, 0)
+    }
 
 
 @contextlib.contextmanager

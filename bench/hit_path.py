@@ -134,7 +134,9 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.runcall(lambda: [hit() for _ in range(args.repeat)])
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        pstats.Stats(profiler).sort_stats(
+            os.environ.get("PROFILE_SORT", "cumulative")
+        ).print_stats(60)
 
 
 if __name__ == "__main__":

@@ -124,26 +124,76 @@ def check(request, group: str) -> None:
     """Count the request in ``group``; raise Throttled (429) over the limit."""
     if not settings.RATELIMIT_ENABLE:
         return
-    rate = settings.RATE_LIMITS[group]
-    item = parse(rate)
+    item = parse(settings.RATE_LIMITS[group])
     who = bucket(group, request)
     limiter = _limiter()
     try:
         allowed = limiter.hit(item, group, who)
     except Exception:  # the cache did not answer: fail open
-        metrics.RATE_LIMIT_UNCHECKED.labels(route_name(request)).inc()
+        unchecked(request)
         return
     if allowed:
         return
-    metrics.RATE_LIMIT_EXCEEDED.labels(route_name(request)).inc()
     try:
         reset_at = limiter.get_window_stats(item, group, who).reset_time
-        wait = max(1, math.ceil(reset_at - time.time()))
+        wait = math.ceil(reset_at - time.time())
     except Exception:
         wait = item.get_expiry()
-    raise Throttled(
+    raise exceeded(request, settings.RATE_LIMITS[group], wait)
+
+
+def unchecked(request) -> None:
+    """Count a request served without a check (Redis did not answer)."""
+    metrics.RATE_LIMIT_UNCHECKED.labels(route_name(request)).inc()
+
+
+def exceeded(request, rate: str, wait: float) -> Throttled:
+    """The 429 for a request over ``rate``, counted."""
+    metrics.RATE_LIMIT_EXCEEDED.labels(route_name(request)).inc()
+    wait = max(1, int(wait))
+    return Throttled(
         wait=wait, detail=f"Rate limit exceeded ({rate}). Try again in {wait} s."
     )
+
+
+class Deferred:
+    """A request's count in ``group``, made later and exactly once.
+
+    For a view with no throttle that counts its own request: the search cache
+    counts it in the same round trip as its read (search.cache.lookup, through
+    ``redis_counter``), and ``settle`` counts it the usual way if nothing did,
+    e.g. when the request failed before reaching the cache. Settle in a
+    ``finally``: over the limit, the 429 wins over any other error, as it does
+    with a throttle.
+    """
+
+    def __init__(self, request, group: str) -> None:
+        self.request = request
+        self.group = group
+        self.done = not settings.RATELIMIT_ENABLE
+
+    def redis_counter(self) -> tuple[str, int, int] | None:
+        """The Redis key ``limits`` keeps this count under, the limit and the
+        window in seconds; None when it is not to be counted in Redis."""
+        if self.done or not hasattr(caches["default"], "delete_pattern"):
+            return None
+        item = parse(settings.RATE_LIMITS[self.group])
+        key = item.key_for(self.group, bucket(self.group, self.request))
+        return f"{KEY_PREFIX}:{key}", item.amount, item.get_expiry()
+
+    def counted(self, count: int | None, wait: float = 0) -> None:
+        """Record what the caller's Redis call counted (None: Redis did not
+        answer); raise Throttled when ``count`` is over the limit."""
+        self.done = True
+        if count is None:
+            unchecked(self.request)
+        elif count > parse(settings.RATE_LIMITS[self.group]).amount:
+            raise exceeded(self.request, settings.RATE_LIMITS[self.group], wait)
+
+    def settle(self) -> None:
+        if not self.done:
+            self.done = True
+            check(self.request, self.group)
 
 
 class RateLimitThrottle(BaseThrottle):

@@ -9,7 +9,8 @@ The cache is an accelerator, never a dependency: every cache error is logged,
 counted and treated as a miss. Lookups and misses are counted in Redis when the
 cache is Redis (shared by every worker), in the process otherwise; ``lookup`` is
 the one place that counts, for the metrics to read. A hit costs one round trip to
-Redis: the GET and the count go in one pipeline.
+Redis: the request's rate-limit count, the GET and the lookup count go in one
+script call (``_LIMITED_GET``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django_redis import get_redis_connection
+from rest_framework.exceptions import Throttled
 
+from flamehaven import ratelimit
 from monitoring import metrics
 
 log = structlog.get_logger(__name__)
@@ -106,11 +109,51 @@ def _count_miss() -> None:
         _failed("count", error)
 
 
-def _get_and_count(cache, key: str) -> Any:
-    """The entry, with the lookup counted in the same round trip to Redis."""
+# The rate-limit count, the entry and the lookup count in one round trip. The
+# counter is the one ``limits`` keeps (flamehaven.ratelimit): the same key, and
+# its fixed window (INCRBY, and EXPIRE when the count is new). Over the limit
+# the entry is not read and the lookup not counted.
+# KEYS: counter, entry, lookups. ARGV: limit, window seconds.
+_LIMITED_GET = """
+local count = redis.call("INCRBY", KEYS[1], 1)
+if count == 1 then redis.call("EXPIRE", KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then
+    return {count, redis.call("TTL", KEYS[1]), false}
+end
+redis.call("INCR", KEYS[3])
+return {count, 0, redis.call("GET", KEYS[2])}
+"""
+_scripts: dict[int, Any] = {}
+
+
+def _limited_get(cache, key: str, count: ratelimit.Deferred) -> Any:
+    """The entry, read in the round trip that counts the request's rate limit
+    and the lookup; raises Throttled over the limit."""
+    counter, limit, window = count.redis_counter()
+    client = get_redis_connection(CACHE_ALIAS)
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts.setdefault(id(client), client.register_script(_LIMITED_GET))
+    keys = [counter, cache.make_key(key), cache.make_key(_STATS_KEYS["lookups"])]
+    try:
+        counted, wait, raw = script(keys=keys, args=[limit, window])
+    except Exception:
+        count.counted(None)  # served unchecked
+        raise
+    count.counted(counted, wait)  # raises Throttled over the limit
+    return None if raw is None else cache.client.decode(raw)
+
+
+def _get_and_count(cache, key: str, count: ratelimit.Deferred | None) -> Any:
+    """The entry, with the lookup (and the rate limit, given ``count``) counted
+    in the same round trip to Redis."""
     if not _is_shared(cache):
+        if count is not None:
+            count.settle()
         _count_local("lookups")
         return cache.get(key)
+    if count is not None and count.redis_counter() is not None:
+        return _limited_get(cache, key, count)
     pipe = get_redis_connection(CACHE_ALIAS).pipeline(transaction=False)
     pipe.get(cache.make_key(key))
     pipe.incr(cache.make_key(_STATS_KEYS["lookups"]))
@@ -118,15 +161,19 @@ def _get_and_count(cache, key: str) -> Any:
     return None if raw is None else cache.client.decode(raw)
 
 
-def lookup(key: str) -> dict[str, Any] | None:
+def lookup(key: str, count: ratelimit.Deferred | None = None) -> dict[str, Any] | None:
     """The cached payload, or None on a miss or when the cache is unavailable.
 
     Counted here, the one place for hits and misses: lookups (every answered
-    lookup) and misses; hits are the difference.
+    lookup) and misses; hits are the difference. With ``count``, the request's
+    rate limit is counted too, in the same round trip when the cache is Redis
+    (Throttled over the limit).
     """
     cache = _cache()
     try:
-        payload = _get_and_count(cache, key)
+        payload = _get_and_count(cache, key, count)
+    except Throttled:
+        raise
     except Exception as error:  # a cache outage must never fail a search
         _failed("get", error)
         return None

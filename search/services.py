@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 
+from flamehaven import ratelimit
 from flamehaven.errors import (
     ApiError,
     EmptyQuery,
@@ -123,7 +124,14 @@ def _answer(
     return payload, FALLBACK_CACHE_TTL if fallback else None
 
 
-def search(params: SearchParams) -> dict[str, Any]:
+def search(
+    params: SearchParams, count: ratelimit.Deferred | None = None
+) -> dict[str, Any]:
+    """The answer to ``params``, from the cache or the store's backend.
+
+    ``count`` is the request's rate-limit count, made with the cache lookup (one
+    round trip to Redis); the caller settles it if the search fails before.
+    """
     started = time.perf_counter()
     query = clean_query(params.query)
     if params.mode not in MODES:
@@ -150,7 +158,7 @@ def search(params: SearchParams) -> dict[str, Any]:
         top_k=options.top_k,
         min_score=options.min_score,
     )
-    payload = cache.lookup(key)
+    payload = cache.lookup(key, count)
     cached = payload is not None
     if not cached:
         try:

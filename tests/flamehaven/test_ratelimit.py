@@ -79,6 +79,38 @@ def test_n_searches_pass_and_the_next_is_429_counted_once(
     )
 
 
+def test_a_cached_answer_is_refused_too_and_not_counted_as_a_lookup(
+    limits, store, read_client, admin_client
+):
+    """The count and the cache read share one round trip with Redis: over the
+    limit the answer is not read, and the lookup is not counted."""
+    limits(search="3/h")
+    body = {"query": "bread", "store_name": "default"}
+    answers = [read_client.post("/api/search", body, format="json") for _ in "abc"]
+    stats = admin_client.get("/api/cache/").json()
+
+    refused = read_client.post("/api/search", body, format="json")
+
+    assert [a.json()["cached"] for a in answers] == [False, True, True]
+    assert_429(refused, "3/h")
+    after = admin_client.get("/api/cache/").json()
+    assert (after["hits"], after["misses"]) == (stats["hits"], stats["misses"])
+
+
+def test_a_search_refused_before_the_cache_still_counts(limits, read_client, db):
+    """A search that fails before reaching the cache (here: no such store) is
+    counted on the way out, and over the limit it is 429, not 404."""
+    limits(search="2/h")
+    body = {"query": "bread", "store_name": "nowhere"}
+
+    statuses = [
+        read_client.post("/api/search", body, format="json").status_code
+        for _ in "abc"
+    ]
+
+    assert statuses == [404, 404, 429]
+
+
 def test_each_api_key_has_its_own_bucket(limits, store, api_client_for):
     limits(search="2/h")
     first, second = api_client_for("read"), api_client_for("read")
