@@ -470,6 +470,11 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=[])
 # /health says "degraded" while the filesystem holding MEDIA_ROOT has less than
 # this share of its space free (for the service: root-reserved blocks excluded).
+# /health answers from readings at most this old, taken in the background
+# (monitoring.health.probe); 0 takes them on every request.
+HEALTH_PROBE_SEC = env.float("HEALTH_PROBE_SEC", default=2.0)
+# A reading this old (no probe finished since) is taken again before answering.
+HEALTH_PROBE_STALE_SEC = max(HEALTH_PROBE_SEC * 5, 10.0)
 DISK_FREE_MIN_PERCENT = env.float("DISK_FREE_MIN_PERCENT", default=5.0)
 if not 0 <= DISK_FREE_MIN_PERCENT <= 100:
     raise ImproperlyConfigured("DISK_FREE_MIN_PERCENT is a percentage: 0 to 100.")

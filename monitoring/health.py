@@ -1,4 +1,5 @@
-"""Cheap health checks: each answers fast and never raises."""
+"""Health checks: each answers fast and never raises; /health reads them from a
+probe refreshed in the background (``probe``)."""
 
 from __future__ import annotations
 
@@ -167,11 +168,73 @@ def human_duration(seconds: float) -> str:
     return " ".join([*parts, f"{hours}h", f"{minutes}m", f"{secs}s"])
 
 
+class _Probe:
+    """The readings /health reports, refreshed in the background.
+
+    /health answers from the last reading and, when it is older than
+    HEALTH_PROBE_SEC, starts the next one in a thread of its own: a request
+    never waits on the database, the cache, psutil or the disk. A database that
+    goes away shows within about HEALTH_PROBE_SEC (plus its connect timeout).
+    A reading older than HEALTH_PROBE_STALE_SEC (no probe has finished since: a
+    database that hangs, say) is taken again before answering, as is the first.
+    HEALTH_PROBE_SEC 0 takes the readings on every request (the tests do).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading: dict | None = None
+        self._taken_at = 0.0
+        self._running = False
+
+    def reading(self) -> dict:
+        interval = settings.HEALTH_PROBE_SEC
+        if interval <= 0:
+            return _readings()
+        now = time.monotonic()
+        with self._lock:
+            age = now - self._taken_at
+            stale = self._reading is None or age > settings.HEALTH_PROBE_STALE_SEC
+            start = not stale and age > interval and not self._running
+            if start:
+                self._running = True
+        if stale:
+            self._store(_readings(), now)
+        elif start:
+            threading.Thread(target=self._refresh, daemon=True).start()
+        return self._reading
+
+    def _store(self, reading: dict, taken_at: float) -> None:
+        with self._lock:
+            self._reading, self._taken_at = reading, taken_at
+
+    def _refresh(self) -> None:
+        try:
+            self._store(_readings(), time.monotonic())
+        finally:
+            self._running = False
+            connection.close()  # this thread's own; the next probe opens one
+
+    def reset(self) -> None:
+        with self._lock:
+            self._reading, self._taken_at = None, 0.0
+
+
+probe = _Probe()
+
+
+def _readings() -> dict:
+    return {
+        "database": check_database(),
+        "cache": check_cache(),
+        "disk": check_disk(),
+        "system": system_info(),
+    }
+
+
 def health() -> tuple[dict, int]:
-    database = check_database()
-    cache = check_cache()
+    reading = probe.reading()
+    database, cache, disk = reading["database"], reading["cache"], reading["disk"]
     gemini = check_gemini()
-    disk = check_disk()
     if not database["ok"]:
         status = "unhealthy"
     elif not cache["ok"] or gemini.get("reachable") is False or not disk["ok"]:
@@ -191,7 +254,7 @@ def health() -> tuple[dict, int]:
         "database": database,
         "cache": cache,
         "disk": disk,
-        "system": system_info(),
+        "system": reading["system"],
     }
     return body, 503 if status == "unhealthy" else 200
 

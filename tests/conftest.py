@@ -63,6 +63,17 @@ def _no_background_threads(settings):
 
 
 @pytest.fixture(autouse=True)
+def _health_readings_per_request(settings):
+    """/health takes its readings on every request in the test process, so a
+    test sees the state it just made; servers started by tests keep the
+    background probe (tests.servers.poll_health waits for its next reading)."""
+    from monitoring.health import probe
+
+    settings.HEALTH_PROBE_SEC = 0
+    probe.reset()
+
+
+@pytest.fixture(autouse=True)
 def _lexical_only(settings):
     """Lexical search unless a test asks for vectors (tests/search/test_hybrid.py
     and the embedding tests do): most tests are about other things, and an

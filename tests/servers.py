@@ -32,11 +32,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
 import psycopg
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -75,6 +76,21 @@ def server_env(folder: Path, **overrides: str) -> dict[str, str]:
         "EMBEDDINGS_CACHE_DIR": str(MODEL_CACHE),
         **overrides,
     }
+
+
+def poll_health(
+    base_url: str, until: Callable[[requests.Response], bool], timeout: float = 15
+) -> tuple[requests.Response, float]:
+    """GET /health until ``until(response)``: the response and the seconds it
+    took. /health answers from a background probe, so a change shows within
+    about HEALTH_PROBE_SEC, not at once."""
+    started = time.monotonic()
+    while True:
+        response = requests.get(f"{base_url}/health", timeout=10)
+        waited = time.monotonic() - started
+        if until(response) or waited > timeout:
+            return response, waited
+        time.sleep(0.1)
 
 
 def free_port() -> int:

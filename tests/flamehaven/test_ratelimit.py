@@ -104,8 +104,7 @@ def test_a_search_refused_before_the_cache_still_counts(limits, read_client, db)
     body = {"query": "bread", "store_name": "nowhere"}
 
     statuses = [
-        read_client.post("/api/search", body, format="json").status_code
-        for _ in "abc"
+        read_client.post("/api/search", body, format="json").status_code for _ in "abc"
     ]
 
     assert statuses == [404, 404, 429]

@@ -4,6 +4,8 @@ A degraded cache is covered with Redis outages in tests/search/test_cache_outage
 and an unreachable Gemini in test_health_gemini.py.
 """
 
+import time
+
 import pytest
 import requests
 from django.conf import settings as django_settings
@@ -11,6 +13,7 @@ from django.conf import settings as django_settings
 from tests.servers import (
     ServerProcess,
     TcpProxy,
+    poll_health,
     prepare_database,
     scratch_postgres,
     server_env,
@@ -40,6 +43,38 @@ def test_health_reports_every_check(client):
     }
 
 
+@pytest.mark.django_db(transaction=True)
+def test_health_answers_from_its_last_reading_without_a_query(
+    client, settings, django_assert_num_queries
+):
+    settings.HEALTH_PROBE_SEC = 60
+    client.get("/health")  # the first reading is taken at once
+
+    with django_assert_num_queries(0):
+        bodies = [client.get("/health").json() for _ in range(20)]
+
+    assert {body["status"] for body in bodies} == {"ok"}
+    assert {body["database"]["ok"] for body in bodies} == {True}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_old_reading_is_taken_again_in_the_background(client, settings):
+    settings.HEALTH_PROBE_SEC = 0.2
+    assert client.get("/health").json()["status"] == "ok"
+    settings.DISK_FREE_MIN_PERCENT = 100  # what the next reading will say
+    time.sleep(0.3)
+
+    answered_at_once = client.get("/health").json()  # and starts the next reading
+    deadline = time.monotonic() + 5
+    while (later := client.get("/health").json())["status"] == "ok":
+        assert time.monotonic() < deadline, "no new reading within 5 s"
+        time.sleep(0.05)
+
+    assert answered_at_once["status"] == "ok"
+    assert later["status"] == "degraded"
+    assert later["disk"]["ok"] is False
+
+
 @pytest.mark.django_db
 def test_health_is_never_rate_limited_nor_authenticated(client):
     statuses = {client.get("/health").status_code for _ in range(150)}
@@ -65,13 +100,17 @@ def _cut_the_database_off_a_server(tmp_path, address, name):
         with ServerProcess(env) as service:
             up = requests.get(f"{service.base_url}/health", timeout=10)
             proxy.stop()
-            down = requests.get(f"{service.base_url}/health", timeout=10)
+            down, noticed_after = poll_health(
+                service.base_url, lambda r: r.status_code == 503
+            )
             proxy.start()
-            back = requests.get(f"{service.base_url}/health", timeout=10)
+            back, _ = poll_health(service.base_url, lambda r: r.status_code == 200)
     finally:
         proxy.stop()
 
     assert (up.status_code, up.json()["status"]) == (200, "ok")
+    # HEALTH_PROBE_SEC is 2: the next reading after the cut notices it.
+    assert noticed_after < 5
     assert (down.status_code, down.json()["status"]) == (503, "unhealthy")
     assert down.json()["database"] == {"ok": False, "error": "OperationalError"}
     assert down.json()["cache"]["ok"] is True  # the rest is still reported

@@ -11,7 +11,12 @@ import uuid
 import pytest
 import requests
 
-from tests.servers import ServerProcess, create_api_key, prepare_database
+from tests.servers import (
+    ServerProcess,
+    create_api_key,
+    poll_health,
+    prepare_database,
+)
 from tests.stores.conftest import fsck, service_state
 
 pytestmark = [pytest.mark.slow]
@@ -56,7 +61,9 @@ def test_uploads_to_a_full_disk_are_507_and_leave_nothing_half_stored(
                 answers.append(answer)
                 if answer.status_code == 507:
                     break
-            health = session.get(f"{server.base_url}/health", timeout=10).json()
+            health = poll_health(server.base_url, lambda r: r.json()["status"] != "ok")[
+                0
+            ].json()
 
         codes = [answer.status_code for answer in answers]
         assert set(codes) == {201, 507}, codes
