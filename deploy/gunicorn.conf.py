@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import environ
+from gunicorn.glogging import Logger
 
 from flamehaven.logging import logging_config
 
@@ -34,6 +35,18 @@ reload = os.environ.get("RELOAD", "false").lower() in ("1", "true", "yes")
 # own lines go through the service's log format (settings read the same names).
 accesslog = None
 errorlog = "-"
+
+
+class _Logger(Logger):
+    """gunicorn's logger without its access line, which ours replaces: with a
+    logging config gunicorn builds the line's fields on every request even when
+    no handler takes it (3% of a cache hit's time under load, py-spy)."""
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = _Logger
 logconfig_dict = logging_config(
     json_logs=os.environ.get("ENVIRONMENT", "development") == "production",
     level=os.environ.get("LOG_LEVEL", "INFO"),
