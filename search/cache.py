@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import structlog
@@ -186,21 +186,38 @@ def lookup(key: str, count: ratelimit.Deferred | None = None) -> dict[str, Any] 
 
 
 def remember(key: str, payload: dict[str, Any], ttl: int | None = None) -> None:
+    cache = _cache()
     try:
-        _cache().set(key, payload, settings.SEARCH_CACHE_TTL if ttl is None else ttl)
+        cache.set(key, payload, settings.SEARCH_CACHE_TTL if ttl is None else ttl)
     except Exception as error:
         _failed("set", error)
+        return
+    if not _is_shared(cache):
+        _stored_here(key)
 
 
-def _locmem_keys(cache: LocMemCache, prefix: str) -> list[str]:
-    # LocMemCache has no key listing; its dict and lock are the only way in.
-    made = cache.make_key(prefix)
-    with cache._lock:
-        return [
-            key
-            for key in cache._cache
-            if key.startswith(made) and not cache._has_expired(key)
-        ]
+# A per-process cache (locmem) lists no keys: the keys this process stored, by
+# store uid, so that one store's entries can be counted and dropped through the
+# cache's public API (has_key, delete_many). Redis lists its own (django-redis).
+_stored: dict[str, set[str]] = defaultdict(set)
+
+
+def _stored_here(key: str) -> None:
+    store_uid = key.removeprefix(ENTRY_PREFIX).partition(":")[0]
+    with _local_lock:
+        _stored[store_uid].add(key)
+        if sum(map(len, _stored.values())) > 2 * settings.SEARCH_CACHE_MAX_ENTRIES:
+            _forget_gone(_cache())
+
+
+def _forget_gone(cache) -> int:
+    """Drop the keys the cache no longer holds (expired, culled); the count left.
+    Called with _local_lock held."""
+    for store_uid in list(_stored):
+        _stored[store_uid] = {key for key in _stored[store_uid] if cache.has_key(key)}
+        if not _stored[store_uid]:
+            del _stored[store_uid]
+    return sum(map(len, _stored.values()))
 
 
 def delete_entries(*, store_uid: str | None = None) -> int | None:
@@ -214,24 +231,22 @@ def delete_entries(*, store_uid: str | None = None) -> int | None:
     try:
         if _is_shared(cache):
             return cache.delete_pattern(f"{prefix}*", itersize=500)
-        if isinstance(cache, LocMemCache):
-            keys = _locmem_keys(cache, prefix)
-            with cache._lock:
-                for key in keys:
-                    cache._delete(key)
-            return len(keys)
+        with _local_lock:
+            _forget_gone(cache)
+            uids = [store_uid] if store_uid else list(_stored)
+            keys = [key for uid in uids for key in _stored.pop(uid, ())]
+        cache.delete_many(keys)
+        return len(keys)
     except Exception as error:
         _failed("delete", error)
         return None
-    return 0
 
 
-def _entry_count(cache) -> int | None:
+def _entry_count(cache) -> int:
     if _is_shared(cache):
         return sum(1 for _ in cache.iter_keys(f"{ENTRY_PREFIX}*", itersize=500))
-    if isinstance(cache, LocMemCache):
-        return len(_locmem_keys(cache, ENTRY_PREFIX))
-    return None
+    with _local_lock:
+        return _forget_gone(cache)
 
 
 def _backend_name(cache) -> str:
@@ -281,6 +296,7 @@ def stats() -> dict[str, Any]:
 
 
 def reset_local_counts() -> None:
-    """Forget this process's counts (tests)."""
+    """Forget this process's counts and stored keys (tests)."""
     with _local_lock:
         _local.clear()
+        _stored.clear()
