@@ -8,6 +8,14 @@ the hop that wrote it is a trusted proxy, so a client cannot choose its own
 address by sending the header itself. A count cannot tell a proxy from a
 client that bypasses it; use it only where clients cannot reach the service
 directly.
+
+django-ipware 8.0.0 (python-ipware 4.1.1) was measured against these promises
+and does not keep them: its trusted-proxy list means one proxy per entry,
+matched in order against the last hops of ``X-Forwarded-For`` (REMOTE_ADDR not
+among them), not a set of networks walked while the hop is inside one. So
+``get_client_ip(request, proxy_trusted_ips=["10.0.0.0/8", "::1/128"])``, with
+REMOTE_ADDR ``::1`` and ``X-Forwarded-For: 2001:db8::7``, returns ``None``
+instead of ``2001:db8::7``.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ def client_ip(request) -> str:
         return _valid(chain[max(0, len(chain) - 1 - trusted)]) or remote
     address = remote
     for hop in reversed(forwarded):
-        if not _within(address, trusted):
+        if not in_networks(address, trusted):
             break
         hop = _valid(hop)
         if hop is None:  # garbage written by whoever was before the proxy
@@ -51,11 +59,30 @@ def parse_trusted_proxies(value: str) -> int | tuple[Network, ...]:
         return 0
     if value.isdigit():
         return int(value)
+    return parse_networks(tuple(value.split(",")))
+
+
+@lru_cache(maxsize=8)
+def parse_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    """The networks of some CIDRs, blank entries skipped (a trailing comma).
+
+    Shared by TRUSTED_PROXIES and METRICS_ALLOWED_CIDRS; a malformed entry
+    raises ValueError. A tuple, so the parse is cached across requests.
+    """
     return tuple(
         ipaddress.ip_network(cidr.strip(), strict=False)
-        for cidr in value.split(",")
+        for cidr in cidrs
         if cidr.strip()
     )
+
+
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    """Whether an address is inside one of the networks; not an address: no."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def _valid(address: str) -> str | None:
@@ -63,11 +90,3 @@ def _valid(address: str) -> str | None:
         return str(ipaddress.ip_address(address))
     except ValueError:
         return None
-
-
-def _within(address: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)

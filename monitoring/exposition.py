@@ -13,7 +13,6 @@ scrape-time collector, which django-prometheus's own view would drop.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 
 from django.conf import settings
@@ -25,7 +24,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.models import Scope, scope_allows
-from flamehaven.client_ip import client_ip
+from flamehaven.client_ip import client_ip, in_networks, parse_networks
 from monitoring.health import system_info
 
 
@@ -43,19 +42,8 @@ def may_scrape(request) -> bool:
         except AuthenticationFailed:  # an invalid key is simply no access
             return False
         return bool(found) and scope_allows(found[1].scope, Scope.ADMIN)
-    return _address_allowed(client_ip(request))
-
-
-def _address_allowed(address: str) -> bool:
-    try:
-        client = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(
-        client in ipaddress.ip_network(cidr.strip(), strict=False)
-        for cidr in settings.METRICS_ALLOWED_CIDRS
-        if cidr.strip()
-    )
+    allowed = parse_networks(tuple(settings.METRICS_ALLOWED_CIDRS))
+    return in_networks(client_ip(request), allowed)
 
 
 class ScrapeTimeCollector:

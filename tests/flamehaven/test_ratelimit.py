@@ -324,3 +324,15 @@ def test_a_malformed_trusted_proxies_setting_stops_the_start():
 
     with pytest.raises(ValueError):
         parse_trusted_proxies("10.0.0.0/8, not-a-network")
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("10.1.2.3", True), ("::1", True), ("192.0.2.1", False), ("not-an-ip", False)],
+)
+def test_the_network_check_shared_with_metrics_allowed_cidrs(address, expected):
+    from flamehaven.client_ip import in_networks, parse_networks
+
+    networks = parse_networks(("10.0.0.0/8", " ", "::1/128"))  # blank: skipped
+
+    assert in_networks(address, networks) is expected
