@@ -1,5 +1,4 @@
-"""Rate limits (the ``limits`` package): one bucket per API key, else per client
-address.
+"""Rate limits: one bucket per API key, else per client address.
 
 Each request counts against one group, whose rate is a setting
 (``settings.RATE_LIMITS``, from these environment variables):
@@ -18,38 +17,34 @@ monitoring         /metrics, /prometheus             RATE_LIMIT_MONITORING 100/m
 ``/health`` is never limited. API views are limited by ``RateLimitThrottle``
 (DRF runs it after authentication, so a key's bucket is its verified prefix and a
 made-up key cannot open a fresh one); uploads are counted by ``check`` once their
-files say which upload group they are (their views have no throttle); the
-monitoring views use ``monitoring_limit``.
+files say which upload group they are, and searches with their cache read
+(``Deferred``): those views have no throttle. The monitoring views use
+``monitoring_limit``.
 
-Counting is a fixed window per bucket. With Redis the counter is in Redis,
-through the ``default`` cache's connection pool, so limits are exact across
-workers and machines, and counting a request is one round trip (``limits``'
-``incr`` script: INCR and the window's EXPIRE together). django-ratelimit, used
-before, took two (an ADD, then django-redis's INCR script, which runs EXISTS
-first) and was a quarter of a cache-hit search's time under load. Without Redis
-the counter is in the process (``limits``' memory storage), as locmem was.
-While Redis is unreachable requests are served unchecked, and counted in
-``rate_limit_unchecked_total`` (the breaker logs the outage itself).
+Counting is a fixed window per bucket, as django-ratelimit's was (each bucket's
+windows start at an offset of their own, so buckets do not all reset at once).
+With Redis the counter is in Redis, so limits are exact across workers and
+machines: INCR and EXPIRE in one round trip (a search counts in the same round
+trip as its cache read, search.cache). Without Redis, in the ``default`` cache of
+the process. While Redis is unreachable requests are served unchecked, and
+counted in ``rate_limit_unchecked_total`` (the breaker logs the outage itself).
+
+django-ratelimit took two round trips (ADD, then django-redis's INCR script) and
+was a quarter of a cache hit's time under load. The ``limits`` package counts in
+one, but a search must count in the same call as its cache read, which no
+limiter's API can join, so the window is kept here: a key and two commands.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import threading
 import time
+import zlib
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
-from limits import (
-    RateLimitItem,
-    RateLimitItemPerDay,
-    RateLimitItemPerHour,
-    RateLimitItemPerMinute,
-    RateLimitItemPerSecond,
-)
-from limits.storage import MemoryStorage, RedisStorage, Storage
-from limits.strategies import FixedWindowRateLimiter
+from django_redis import get_redis_connection
 from rest_framework.exceptions import Throttled
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import BaseThrottle
@@ -59,49 +54,21 @@ from flamehaven.client_ip import client_ip
 from monitoring import metrics
 from monitoring.routes import route_name
 
-KEY_PREFIX = "fh-ratelimit"
-_PERIODS = {
-    "s": RateLimitItemPerSecond,
-    "m": RateLimitItemPerMinute,
-    "h": RateLimitItemPerHour,
-    "d": RateLimitItemPerDay,
-}
-
-_limiters: dict[int, FixedWindowRateLimiter] = {}
-_limiters_lock = threading.Lock()
-_memory = MemoryStorage()
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _limiter() -> FixedWindowRateLimiter:
-    """The limiter over the ``default`` cache's Redis pool, or the process's
-    memory when that cache is not Redis; one per pool (tests swap caches)."""
-    cache = caches["default"]
-    if not hasattr(cache, "delete_pattern"):  # not django-redis
-        storage: Storage = _memory
-        ident = id(_memory)
-    else:
-        pool = cache.client.get_client().connection_pool
-        ident = id(pool)
-        storage = None
-    limiter = _limiters.get(ident)
-    if limiter is None:
-        if storage is None:
-            # The URL is only a label here: connections come from the pool.
-            storage = RedisStorage(
-                "redis://", connection_pool=pool, key_prefix=KEY_PREFIX
-            )
-        limiter = FixedWindowRateLimiter(storage)
-        with _limiters_lock:
-            _limiters[ident] = limiter
-    return limiter
+@dataclass(frozen=True)
+class Window:
+    """A bucket's current window in one group: its counter and what it allows."""
+
+    key: str  # the counter, in the default cache's key space
+    limit: int
+    seconds: int
+    wait: int  # seconds until the window ends
+    rate: str
 
 
-def reset() -> None:
-    """Forget the counts kept in this process (tests; Redis is flushed apart)."""
-    _memory.reset()
-
-
-def bucket(group: str, request) -> str:
+def bucket(request) -> str:
     """Whose bucket: the verified API key's prefix, a user, or the client address."""
     auth = getattr(request, "auth", None)
     if isinstance(auth, ApiKey):
@@ -112,34 +79,40 @@ def bucket(group: str, request) -> str:
     return f"ip:{client_ip(request)}"
 
 
-@functools.lru_cache(maxsize=64)
-def parse(rate: str) -> RateLimitItem:
-    """``10/m`` or ``10/5m`` (the settings' form, checked at start-up) as a
-    ``limits`` item: ``limits.parse`` wants ``10/minute``."""
-    count, _, period = rate.partition("/")
-    return _PERIODS[period[-1]](int(count), int(period[:-1] or 1))
+def window(request, group: str) -> Window:
+    rate = settings.RATE_LIMITS[group]
+    count, _, period = rate.partition("/")  # "10/m", "10/5m": checked at start-up
+    seconds = int(period[:-1] or 1) * _SECONDS[period[-1]]
+    who = bucket(request)
+    now = int(time.time()) + zlib.crc32(who.encode()) % seconds
+    key = f"ratelimit:{group}:{who}:{seconds}:{now // seconds}"
+    return Window(key, int(count), seconds, seconds - now % seconds, rate)
+
+
+def _shared() -> bool:
+    return hasattr(caches["default"], "delete_pattern")  # django-redis
 
 
 def check(request, group: str) -> None:
     """Count the request in ``group``; raise Throttled (429) over the limit."""
     if not settings.RATELIMIT_ENABLE:
         return
-    item = parse(settings.RATE_LIMITS[group])
-    who = bucket(group, request)
-    limiter = _limiter()
+    current = window(request, group)
+    cache = caches["default"]
     try:
-        allowed = limiter.hit(item, group, who)
+        if _shared():
+            pipe = get_redis_connection("default").pipeline(transaction=False)
+            pipe.incr(cache.make_key(current.key))
+            pipe.expire(cache.make_key(current.key), current.seconds)
+            count, _ = pipe.execute()
+        else:
+            cache.add(current.key, 0, current.seconds)
+            count = cache.incr(current.key)
     except Exception:  # the cache did not answer: fail open
         unchecked(request)
         return
-    if allowed:
-        return
-    try:
-        reset_at = limiter.get_window_stats(item, group, who).reset_time
-        wait = math.ceil(reset_at - time.time())
-    except Exception:
-        wait = item.get_expiry()
-    raise exceeded(request, settings.RATE_LIMITS[group], wait)
+    if count > current.limit:
+        raise exceeded(request, current)
 
 
 def unchecked(request) -> None:
@@ -147,24 +120,24 @@ def unchecked(request) -> None:
     metrics.RATE_LIMIT_UNCHECKED.labels(route_name(request)).inc()
 
 
-def exceeded(request, rate: str, wait: float) -> Throttled:
-    """The 429 for a request over ``rate``, counted."""
+def exceeded(request, current: Window) -> Throttled:
+    """The 429 for a request over its window's limit, counted."""
     metrics.RATE_LIMIT_EXCEEDED.labels(route_name(request)).inc()
-    wait = max(1, int(wait))
+    wait = max(1, current.wait)
     return Throttled(
-        wait=wait, detail=f"Rate limit exceeded ({rate}). Try again in {wait} s."
+        wait=wait,
+        detail=f"Rate limit exceeded ({current.rate}). Try again in {wait} s.",
     )
 
 
 class Deferred:
-    """A request's count in ``group``, made later and exactly once.
+    """A request's count in ``group``, made later and exactly once; a context.
 
     For a view with no throttle that counts its own request: the search cache
-    counts it in the same round trip as its read (search.cache.lookup, through
-    ``redis_counter``), and ``settle`` counts it the usual way if nothing did,
-    e.g. when the request failed before reaching the cache. Settle in a
-    ``finally``: over the limit, the 429 wins over any other error, as it does
-    with a throttle.
+    counts it in the round trip of its read (search.cache.lookup, with
+    ``redis_window``), and leaving the block counts it the usual way if nothing
+    did, e.g. when the request failed before reaching the cache. Over the limit
+    the 429 then wins over any other error, as it does with a throttle.
     """
 
     def __init__(self, request, group: str) -> None:
@@ -172,28 +145,34 @@ class Deferred:
         self.group = group
         self.done = not settings.RATELIMIT_ENABLE
 
-    def redis_counter(self) -> tuple[str, int, int] | None:
-        """The Redis key ``limits`` keeps this count under, the limit and the
-        window in seconds; None when it is not to be counted in Redis."""
-        if self.done or not hasattr(caches["default"], "delete_pattern"):
-            return None
-        item = parse(settings.RATE_LIMITS[self.group])
-        key = item.key_for(self.group, bucket(self.group, self.request))
-        return f"{KEY_PREFIX}:{key}", item.amount, item.get_expiry()
+    def __enter__(self) -> Deferred:
+        return self
 
-    def counted(self, count: int | None, wait: float = 0) -> None:
+    def __exit__(self, *exc_info) -> None:
+        self.settle()
+
+    def settle(self) -> None:
+        """Count the request now, unless it has been."""
+        if not self.done:
+            self.done = True
+            check(self.request, self.group)
+
+    def redis_window(self) -> Window | None:
+        """The window to count in with Redis; None when not counting there."""
+        if self.done or not _shared():
+            return None
+        current = window(self.request, self.group)
+        key = caches["default"].make_key(current.key)
+        return Window(key, current.limit, current.seconds, current.wait, current.rate)
+
+    def counted(self, current: Window, count: int | None) -> None:
         """Record what the caller's Redis call counted (None: Redis did not
         answer); raise Throttled when ``count`` is over the limit."""
         self.done = True
         if count is None:
             unchecked(self.request)
-        elif count > parse(settings.RATE_LIMITS[self.group]).amount:
-            raise exceeded(self.request, settings.RATE_LIMITS[self.group], wait)
-
-    def settle(self) -> None:
-        if not self.done:
-            self.done = True
-            check(self.request, self.group)
+        elif count > current.limit:
+            raise exceeded(self.request, current)
 
 
 class RateLimitThrottle(BaseThrottle):

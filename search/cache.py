@@ -10,7 +10,8 @@ counted and treated as a miss. Lookups and misses are counted in Redis when the
 cache is Redis (shared by every worker), in the process otherwise; ``lookup`` is
 the one place that counts, for the metrics to read. A hit costs one round trip to
 Redis: the request's rate-limit count, the GET and the lookup count go in one
-script call (``_LIMITED_GET``).
+script call (``_LIMITED_GET``). The default and search aliases are the same
+Redis (settings).
 """
 
 from __future__ import annotations
@@ -109,38 +110,36 @@ def _count_miss() -> None:
         _failed("count", error)
 
 
-# The rate-limit count, the entry and the lookup count in one round trip. The
-# counter is the one ``limits`` keeps (flamehaven.ratelimit): the same key, and
-# its fixed window (INCRBY, and EXPIRE when the count is new). Over the limit
-# the entry is not read and the lookup not counted.
+# The rate-limit count, the entry and the lookup count in one round trip: the
+# rate limiter's window (flamehaven.ratelimit: INCR, EXPIRE), then, under the
+# limit only, the entry and the lookup count.
 # KEYS: counter, entry, lookups. ARGV: limit, window seconds.
 _LIMITED_GET = """
-local count = redis.call("INCRBY", KEYS[1], 1)
-if count == 1 then redis.call("EXPIRE", KEYS[1], ARGV[2]) end
-if count > tonumber(ARGV[1]) then
-    return {count, redis.call("TTL", KEYS[1]), false}
-end
+local count = redis.call("INCR", KEYS[1])
+redis.call("EXPIRE", KEYS[1], ARGV[2])
+if count > tonumber(ARGV[1]) then return {count, false} end
 redis.call("INCR", KEYS[3])
-return {count, 0, redis.call("GET", KEYS[2])}
+return {count, redis.call("GET", KEYS[2])}
 """
 _scripts: dict[int, Any] = {}
 
 
-def _limited_get(cache, key: str, count: ratelimit.Deferred) -> Any:
+def _limited_get(
+    cache, key: str, count: ratelimit.Deferred, current: ratelimit.Window
+) -> Any:
     """The entry, read in the round trip that counts the request's rate limit
     and the lookup; raises Throttled over the limit."""
-    counter, limit, window = count.redis_counter()
     client = get_redis_connection(CACHE_ALIAS)
     script = _scripts.get(id(client))
     if script is None:
         script = _scripts.setdefault(id(client), client.register_script(_LIMITED_GET))
-    keys = [counter, cache.make_key(key), cache.make_key(_STATS_KEYS["lookups"])]
+    keys = [current.key, cache.make_key(key), cache.make_key(_STATS_KEYS["lookups"])]
     try:
-        counted, wait, raw = script(keys=keys, args=[limit, window])
+        counted, raw = script(keys=keys, args=[current.limit, current.seconds])
     except Exception:
-        count.counted(None)  # served unchecked
+        count.counted(current, None)  # served unchecked
         raise
-    count.counted(counted, wait)  # raises Throttled over the limit
+    count.counted(current, counted)  # raises Throttled over the limit
     return None if raw is None else cache.client.decode(raw)
 
 
@@ -149,11 +148,12 @@ def _get_and_count(cache, key: str, count: ratelimit.Deferred | None) -> Any:
     in the same round trip to Redis."""
     if not _is_shared(cache):
         if count is not None:
-            count.settle()
+            count.settle()  # counted before the read, as with Redis
         _count_local("lookups")
         return cache.get(key)
-    if count is not None and count.redis_counter() is not None:
-        return _limited_get(cache, key, count)
+    current = count.redis_window() if count is not None else None
+    if current is not None:
+        return _limited_get(cache, key, count, current)
     pipe = get_redis_connection(CACHE_ALIAS).pipeline(transaction=False)
     pipe.get(cache.make_key(key))
     pipe.incr(cache.make_key(_STATS_KEYS["lookups"]))

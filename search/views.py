@@ -1,6 +1,3 @@
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,23 +14,12 @@ from search.serializers import (
 from search.services import SearchParams, cache_clear, cache_stats, search
 
 
-@contextmanager
-def _search_count(request) -> Iterator[ratelimit.Deferred]:
-    """The request's count in the ``search`` rate limit: made with the cache
-    lookup, or on the way out if the search failed before it."""
-    count = ratelimit.Deferred(request, "search")
-    try:
-        yield count
-    finally:
-        count.settle()
-
-
 class SearchView(APIView):
     """Ask a question of a store; the answer comes with its sources."""
 
     # POST only carries a longer question: searching is a read, whatever the verb.
     required_scope = "read"
-    # Counted in the search rate limit with the cache lookup (_search_count).
+    # Counted in the search rate limit with the cache read (ratelimit.Deferred).
     throttle_classes = []
     error_statuses = (422, 502, 503)
 
@@ -43,7 +29,7 @@ class SearchView(APIView):
         responses={200: SearchResponseSerializer},
     )
     def get(self, request):
-        with _search_count(request) as count:
+        with ratelimit.Deferred(request, "search") as count:
             form = SearchQuerySerializer(data=request.query_params)
             form.is_valid(raise_exception=True)
             data = form.validated_data
@@ -62,7 +48,7 @@ class SearchView(APIView):
         responses={200: SearchResponseSerializer},
     )
     def post(self, request):
-        with _search_count(request) as count:
+        with ratelimit.Deferred(request, "search") as count:
             form = SearchRequestSerializer(data=request.data)
             form.is_valid(raise_exception=True)
             return Response(search(SearchParams(**form.validated_data), count))

@@ -83,12 +83,11 @@ def _lexical_only(settings):
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
-    from flamehaven import ratelimit, redis_breaker, rowmemo
+    from flamehaven import redis_breaker, rowmemo
     from search.cache import reset_local_counts
 
     for alias in ("default", "search"):
         caches[alias].clear()
-    ratelimit.reset()
     reset_local_counts()
     rowmemo.clear_all()
     redis_breaker.reset()
