@@ -6,9 +6,9 @@ gunicorn) on a fresh SQLite database, and measures, in one run:
 
 - in one process, ``GET /bench/floor`` (a plain Django view) through Django's
   ``WSGIHandler`` called directly, with the service's middleware and without the
-  observability part of it (``bench/settings_bare.py``: MetricsMiddleware,
-  AccessLogMiddleware and RequestIdMiddleware, whose request
-  id exists for the log lines). The two take turns, round after round; the
+  observability part of it (``bench/settings_bare.py``: MetricsMiddleware and
+  RequestLogMiddleware, the access line and the request id, which exists for
+  the log lines). The two take turns, round after round; the
   cost is the difference of their per-request means, each the median over the
   rounds (target <= 0.3 ms);
 - over HTTP, for context, the same floor on two gunicorn servers, one per
@@ -71,8 +71,7 @@ FLOOR = "/bench/floor"
 # For --breakdown: each part is measured as the full stack less that part.
 PARTS = {
     "MetricsMiddleware": ("monitoring.middleware.MetricsMiddleware",),
-    "AccessLogMiddleware": ("flamehaven.middleware.AccessLogMiddleware",),
-    "RequestIdMiddleware": ("flamehaven.middleware.RequestIdMiddleware",),
+    "RequestLogMiddleware": ("flamehaven.middleware.RequestLogMiddleware",),
 }
 
 
@@ -272,8 +271,8 @@ def print_in_process(args: argparse.Namespace, variants: list[Variant]) -> None:
         f"{'PASS' if cost <= TARGET_COST_MS else 'MISS'})"
     )
     print(
-        "  without = less MetricsMiddleware, AccessLogMiddleware and "
-        "RequestIdMiddleware (counted as logging)"
+        "  without = less MetricsMiddleware and RequestLogMiddleware "
+        "(the access line and the request id)"
     )
     for v in parts:
         part = v.label.removeprefix("less ")

@@ -8,8 +8,7 @@ from bench.settings import MIDDLEWARE
 
 OBSERVABILITY_MIDDLEWARE = (
     "monitoring.middleware.MetricsMiddleware",
-    "flamehaven.middleware.AccessLogMiddleware",
-    "flamehaven.middleware.RequestIdMiddleware",
+    "flamehaven.middleware.RequestLogMiddleware",
 )
 
 MIDDLEWARE = [name for name in MIDDLEWARE if name not in OBSERVABILITY_MIDDLEWARE]

@@ -11,7 +11,7 @@ and answers 413 REQUEST_TOO_LARGE without parsing, as for a declared length.
 It only reads where the server says the input ends by itself
 (``wsgi.input_terminated``, PEP 3333's extension, which gunicorn sets). Elsewhere
 (Django's runserver) the body cannot be read safely, and
-:class:`flamehaven.middleware.LengthRequiredMiddleware` answers 411.
+:class:`flamehaven.middleware.RequestChecksMiddleware` answers 411.
 """
 
 from __future__ import annotations

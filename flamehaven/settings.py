@@ -72,7 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "flamehaven.middleware.RequestIdMiddleware",
+    "flamehaven.middleware.RequestLogMiddleware",
     "monitoring.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -85,12 +85,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "flamehaven.middleware.AccessLogMiddleware",
     # Inside the access line and the metrics, so refusals are logged and counted;
     # before any view or URL pattern reads the path.
-    "flamehaven.middleware.ControlCharacterPathMiddleware",
-    "flamehaven.middleware.MethodNotAllowedMiddleware",
-    "flamehaven.middleware.LengthRequiredMiddleware",
+    "flamehaven.middleware.RequestChecksMiddleware",
     # Last, as django-axes asks: it swaps a locked-out login's answer for the
     # lockout page, which every middleware above then logs and counts.
     "axes.middleware.AxesMiddleware",

@@ -238,13 +238,13 @@ def test_chunked_bodies_are_read_and_held_to_the_request_size(tmp_path):
 
 def test_a_chunked_body_nothing_could_read_is_411(rf):
     """Where the server cannot say where a chunked body ends (runserver)."""
-    from flamehaven.middleware import LengthRequiredMiddleware
+    from flamehaven.middleware import RequestChecksMiddleware
 
     request = rf.post("/api/search", b"", content_type="application/json")
     request.META.pop("CONTENT_LENGTH", None)
     request.META["HTTP_TRANSFER_ENCODING"] = "chunked"
 
-    response = LengthRequiredMiddleware(lambda request: None)(request)
+    response = RequestChecksMiddleware(lambda request: None)(request)
 
     assert response.status_code == 411
     assert json.loads(response.content)["error"] == "LENGTH_REQUIRED"
