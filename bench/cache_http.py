@@ -440,6 +440,11 @@ def main() -> None:
     )
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead")
     parser.add_argument(
+        "--hit-only",
+        action="store_true",
+        help="measure the cache hit alone (for comparing configurations; no ratios)",
+    )
+    parser.add_argument(
         "--stores-list",
         action="store_true",
         help="also measure GET /api/stores/ (DRF, API key, database; no cache)",
@@ -508,6 +513,8 @@ def measure(
     ]
     if args.stores_list:
         runs.append((Target("GET /api/stores/", "/api/stores/", headers=auth), server))
+    if args.hit_only:
+        runs = runs[:1]
     for target, target_server in runs:
         status, body = Api(target_server.base_url, key).call(
             target.method,
@@ -639,6 +646,13 @@ def run(args: argparse.Namespace, folder: Path) -> None:
                     print(f"--- server log (tail) ---\n{server.log_text()[-3000:]}")
                 raise
 
+    if args.hit_only:
+        hit = results[0]
+        print(
+            f"cache hit: {hit.rps:.1f} req/s, "
+            f"p50 {hit.p50_ms:.2f}, p99 {hit.p99_ms:.2f}"
+        )
+        return
     print_report(machine_context(args, health, load), results)
 
 
