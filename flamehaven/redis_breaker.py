@@ -10,6 +10,14 @@ while Redis was down were lost.
 
 State is per process and per server address, shared by every pool (the
 ``default`` and ``search`` aliases use the same Redis).
+
+Kept as our own after looking at what the libraries in use offer (redis-py 7.4,
+django-redis 6): redis-py's ``Retry`` and backoff only decide how often one call
+tries again, never that later calls skip the attempt; its circuit breaker
+(``redis.multidb``, on pybreaker) switches a MultiDBClient between databases
+and has no place in a django-redis connection pool; django-redis's
+``IGNORE_EXCEPTIONS`` turns a failed call into a miss after it has paid the
+connect attempt. None of them drops cachalot's reads on recovery.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ cachalot moves that stamp on every write to the table from any process (it is in
 the shared cache), so a memo never outlives a change. The stamps of every memo
 table are read once per request, in one ``get_many``; outside a request, or
 while Redis is down (a write's stamp may have been lost), memos are bypassed.
+
+The stamps' keys come from ``CACHALOT_TABLE_KEYGEN``, the key generator
+django-cachalot documents as a setting, so the memo follows cachalot's own
+invalidation and adds none of its own.
 """
 
 from __future__ import annotations

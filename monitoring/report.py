@@ -40,7 +40,11 @@ def _sum(samples, name: str, by: str | None = None, **match: str):
 
 def quantile(samples, name: str, q: float) -> float | None:
     """Linear interpolation inside the bucket holding the q-th observation,
-    as Prometheus's histogram_quantile does; None without observations."""
+    as Prometheus's histogram_quantile does; None without observations.
+
+    Our own: prometheus_client exposes bucket counts but computes no quantile
+    (only a Prometheus server's PromQL does), and /metrics answers without one.
+    """
     buckets: dict[float, float] = defaultdict(float)
     for labels, value in samples.get(f"{name}_bucket", []):
         buckets[float(labels["le"])] += value
