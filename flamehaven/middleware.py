@@ -11,7 +11,7 @@ from flamehaven import rowmemo
 from flamehaven.chunked import is_chunked_without_length
 from flamehaven.client_ip import client_ip
 from flamehaven.errors import bad_path, length_required, method_not_allowed
-from flamehaven.request_id import accept_or_new, reset_request_id, set_request_id
+from flamehaven.request_id import accept_or_new
 from monitoring.routes import route_name
 
 access_log = structlog.get_logger("flamehaven.access")
@@ -39,7 +39,6 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         request_id = accept_or_new(request.headers.get("X-Request-ID"))
         request.request_id = request_id
-        token = set_request_id(request_id)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
@@ -58,7 +57,6 @@ class RequestLogMiddleware:
                 error=getattr(response, "error_code", None),
             )
         finally:
-            reset_request_id(token)
             # The thread serves other requests next: nothing of this one stays.
             structlog.contextvars.clear_contextvars()
         return response
