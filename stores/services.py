@@ -228,12 +228,14 @@ def _store_checked(
                         size_bytes=document.size_bytes,
                         mime_type=document.mime_type,
                     )
-    except IntegrityError as exc:
+    except (IntegrityError, FileNotFoundError) as exc:
         _delete_files(written)
         if not Store.objects.filter(pk=store.pk).exists():
             # Deleted by another request after this one looked it up: the
-            # foreign key fails when the transaction commits. Our files came
-            # after the delete emptied the folder; the last of them takes it.
+            # foreign key fails when the transaction commits, or the store's
+            # folder went between storage creating it and writing the file.
+            # Our files came after the delete emptied the folder; the last of
+            # them takes it.
             _remove_store_folder(store)
             raise StoreNotFound(
                 f"Store '{store.name}' not found", details={"store": store.name}
