@@ -25,7 +25,6 @@ the ratios between them, and issue 13's targets with PASS or MISS.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -40,14 +39,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest_search import scratch_database  # noqa: E402
 from tests.servers import (  # noqa: E402
     HIGH_RATE_LIMITS,
     ServerProcess,
@@ -575,27 +573,6 @@ def redis_commands_per_hit(api: Api, url: str, hits: int = 100) -> dict[str, flo
     }
 
 
-@contextlib.contextmanager
-def database(args: argparse.Namespace, folder: Path) -> Iterator[str]:
-    """The run's DATABASE_URL: a PostgreSQL database of its own, created here and
-    dropped at the end (also when the run fails), or SQLite with --sqlite."""
-    if args.sqlite:
-        yield f"sqlite:///{folder / 'db.sqlite3'}"
-        return
-    import psycopg
-
-    server = urlsplit(args.postgres_url)
-    name = f"fh_bench_http_{secrets.token_hex(4)}"
-    admin = urlunsplit(server._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(server._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def service_env(args: argparse.Namespace, folder: Path, database_url: str) -> dict:
     """Production settings as an operator runs them, less the TLS redirect (wrk
     speaks plain HTTP, as a TLS proxy in front of the service would)."""
@@ -625,7 +602,9 @@ def service_env(args: argparse.Namespace, folder: Path, database_url: str) -> di
 
 def run(args: argparse.Namespace, folder: Path) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    with database(args, folder) as database_url:
+    with scratch_database(
+        not args.sqlite, folder / "db.sqlite3", args.postgres_url
+    ) as database_url:
         env = service_env(args, folder, database_url)
         prepare_database(env)
         key = create_api_key(env, scope="admin")

@@ -33,8 +33,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cache_http import check_redis, database, service_env  # noqa: E402
-from bench.ingest_search import Corpus  # noqa: E402
+from bench.cache_http import check_redis, service_env  # noqa: E402
+from bench.ingest_search import Corpus, scratch_database  # noqa: E402
 from tests.servers import (  # noqa: E402
     ManageProcess,
     ServerProcess,
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace, folder: Path) -> None:
         [(name, content) for name, content, _ in documents[i : i + args.batch]]
         for i in range(0, len(documents), args.batch)
     ]
-    with database(args, folder) as database_url:
+    with scratch_database(
+        not args.sqlite, folder / "db.sqlite3", args.postgres_url
+    ) as database_url:
         env = {
             **service_env(args, folder, database_url),
             "TASKS_BACKEND": args.tasks,

@@ -35,9 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import accumulate
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = "postgres://postgres@127.0.0.1:5432/"
@@ -223,20 +225,36 @@ def run_child(args: argparse.Namespace) -> dict:
 # --- Parent: fresh database and directories, one child per vendor ---------------
 
 
+@contextmanager
+def scratch_database(
+    postgres: bool, sqlite_file: Path, server_url: str = PG_URL
+) -> Iterator[str]:
+    """A DATABASE_URL of the run's own: the SQLite file, or a PostgreSQL database
+    created on ``server_url`` and dropped at the end, also when the run fails.
+    The bench scripts share it."""
+    if not postgres:
+        yield f"sqlite:///{sqlite_file}"
+        return
+    import psycopg
+
+    server = urlsplit(server_url)
+    name = f"fh_bench_{secrets.token_hex(4)}"
+    admin = urlunsplit(server._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(server._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_vendor(vendor: str, args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"fh-bench-{vendor}-"))
-    db_name = f"fh_bench_{secrets.token_hex(4)}"
     env = {**os.environ, **CHILD_ENV, "DATA_DIR": str(tmp)}
     env["MEDIA_ROOT"] = str(tmp / "media")
-    env["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     env["EMBEDDINGS"] = args.embeddings
     env.setdefault("EMBEDDINGS_CACHE_DIR", MODEL_CACHE)
-    if vendor == "postgres":
-        import psycopg
-
-        with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db_name}"')
-        env["DATABASE_URL"] = PG_URL + db_name
     child = [sys.executable, __file__, "--child", "--docs", str(args.docs)]
     child += ["--searches", str(args.searches), "--seed", str(args.seed)]
     child += ["--analyze"] if args.analyze else []
@@ -244,18 +262,17 @@ def run_vendor(vendor: str, args: argparse.Namespace) -> dict:
         stats_file = f"{args.profile_out}.{vendor}"
         child += ["--profile", args.profile, "--profile-out", stats_file]
     try:
-        out = subprocess.run(
-            child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
-        )
+        with scratch_database(vendor == "postgres", tmp / "bench.sqlite3") as url:
+            env["DATABASE_URL"] = url
+            out = subprocess.run(
+                child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
+            )
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
         return json.loads(line.removeprefix("RESULT "))
     except subprocess.CalledProcessError as exc:
         sys.stderr.write(exc.stdout + exc.stderr)
         raise SystemExit(f"{vendor} run failed (exit {exc.returncode})") from None
     finally:
-        if vendor == "postgres":
-            with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -35,7 +35,6 @@ import os
 import pstats
 import random
 import resource
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -43,10 +42,17 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_search import CHILD_ENV, PG_URL, ROOT, Corpus, percentiles  # noqa: E402
+from ingest_search import (  # noqa: E402
+    CHILD_ENV,
+    ROOT,
+    Corpus,
+    percentiles,
+    scratch_database,
+)
 
 WARMUP = 10
 CHANGES = 3  # first searches after a change (revision bump), median reported
@@ -549,32 +555,28 @@ def child(kind: str, env: dict, args: argparse.Namespace, *extra: str) -> dict:
 
 def run_vendor(vendor: str, args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"fh-vectors-{vendor}-"))
-    db_name = f"fh_bench_{secrets.token_hex(4)}"
     env = {**os.environ, **CHILD_ENV, "DATA_DIR": str(tmp)}
     env["MEDIA_ROOT"] = str(tmp / "media")
-    env["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     env.setdefault("EMBEDDINGS_CACHE_DIR", MODEL_CACHE)
     env["EMBEDDINGS"] = "builtin"
-    if vendor == "postgres":
-        import psycopg
-
-        with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db_name}"')
-        env["DATABASE_URL"] = PG_URL + db_name
+    postgres = vendor == "postgres"
     builds, searches, baseline = [], [], None
-    try:
+    with ExitStack() as databases:
+        # Last out: the folder, after the databases are dropped.
+        databases.callback(shutil.rmtree, tmp, ignore_errors=True)
+        env["DATABASE_URL"] = databases.enter_context(
+            scratch_database(postgres, tmp / "bench.sqlite3")
+        )
         if args.baseline:
             # Lexical ingestion (EMBEDDINGS=off) in a database of its own, as a
             # reference taken in the same conditions as the deferred one.
             print(f"{vendor}: baseline, EMBEDDINGS=off ...", flush=True)
             off_env = {**env, "EMBEDDINGS": "off", "DATA_DIR": str(tmp / "off")}
             off_env["MEDIA_ROOT"] = str(tmp / "off" / "media")
-            off_env["DATABASE_URL"] = f"sqlite:///{tmp / 'off.sqlite3'}"
+            off_env["DATABASE_URL"] = databases.enter_context(
+                scratch_database(postgres, tmp / "off.sqlite3")
+            )
             (tmp / "off").mkdir()
-            if vendor == "postgres":
-                with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{db_name}_off"')
-                off_env["DATABASE_URL"] = PG_URL + db_name + "_off"
             extra = ["--start", "0", "--stop", str(args.sizes[0])]
             extra += ["--total", str(max(args.sizes)), "--real-docs", "0"]
             baseline = child("build", off_env, args, *extra)
@@ -606,12 +608,6 @@ def run_vendor(vendor: str, args: argparse.Namespace) -> dict:
                     ]
                 searches.append(child("search", mode_env, args, *extra))
             previous = size
-    finally:
-        if vendor == "postgres":
-            with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}_off" WITH (FORCE)')
-        shutil.rmtree(tmp, ignore_errors=True)
     return {
         "vendor": vendor,
         "builds": builds,
